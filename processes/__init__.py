@@ -1,0 +1,1 @@
+"""Analytics as OGC API processes, the Celery-backed job manager and its HTTP routes."""

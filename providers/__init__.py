@@ -1,0 +1,1 @@
+"""providers of the marine VRE."""

@@ -1,0 +1,1 @@
+"""storage of the marine VRE."""

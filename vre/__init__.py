@@ -1,0 +1,1 @@
+"""The marine VRE server: one WSGI app over pygeoapi, pywps and our own routes."""

@@ -1,0 +1,73 @@
+"""One exception type carrying HTTP status and OGC exception type; one place renders it.
+
+OGC API routes answer problem+json (RFC 7807, as OGC API - Processes requires);
+WPS answers an OWS ExceptionReport (see wps/).
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Response
+from werkzeug.exceptions import HTTPException
+
+LOGGER = logging.getLogger(__name__)
+
+OGCAPI_PROCESSES = 'http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/'
+NO_SUCH_PROCESS = OGCAPI_PROCESSES + 'no-such-process'
+NO_SUCH_JOB = OGCAPI_PROCESSES + 'no-such-job'
+RESULT_NOT_READY = OGCAPI_PROCESSES + 'result-not-ready'
+INVALID_PARAMETER = OGCAPI_PROCESSES + 'invalid-parameter'  # OGC API Common style
+FAILED_JOB = OGCAPI_PROCESSES + 'failed'
+NOT_ALLOWED = 'http://www.opengis.net/def/exceptions/ogcapi-processes-4/1.0/locked'
+FORBIDDEN = 'http://www.opengis.net/def/exceptions/ogcapi-common-1/1.0/forbidden'
+UNAUTHORIZED = 'http://www.opengis.net/def/exceptions/ogcapi-common-1/1.0/unauthorized'
+NOT_FOUND = 'http://www.opengis.net/def/exceptions/ogcapi-common-1/1.0/not-found'
+BAD_REQUEST = 'http://www.opengis.net/def/exceptions/ogcapi-common-1/1.0/invalid-parameter-value'
+TOO_LARGE = 'http://www.opengis.net/def/exceptions/ogcapi-common-1/1.0/payload-too-large'
+SERVER_ERROR = 'http://www.opengis.net/def/exceptions/ogcapi-common-1/1.0/server-error'
+
+
+class APIError(Exception):
+    """Raise anywhere in a request: becomes problem+json with this status and type."""
+
+    def __init__(self, status: int, type_: str, detail: str, title: str | None = None,
+                 headers: dict | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.type = type_
+        self.detail = detail
+        self.title = title or type_.rsplit('/', 1)[-1].replace('-', ' ').capitalize()
+        self.headers = headers or {}
+
+    def to_dict(self) -> dict:
+        return {'type': self.type, 'title': self.title, 'status': self.status,
+                'detail': self.detail}
+
+
+def problem_response(err: APIError) -> Response:
+    resp = Response(json.dumps(err.to_dict()), status=err.status,
+                    mimetype='application/problem+json')
+    for k, v in err.headers.items():
+        resp.headers[k] = v
+    return resp
+
+
+def install_error_handlers(app) -> None:
+    """Every error of the app becomes problem+json; no traceback ever reaches a client."""
+
+    @app.errorhandler(APIError)
+    def _api_error(err: APIError):
+        return problem_response(err)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException):
+        types = {404: NOT_FOUND, 413: TOO_LARGE, 401: UNAUTHORIZED, 403: FORBIDDEN}
+        return problem_response(APIError(err.code or 500, types.get(err.code, BAD_REQUEST),
+                                         err.description or err.name, title=err.name))
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception):
+        LOGGER.exception('unhandled error')
+        return problem_response(APIError(500, SERVER_ERROR,
+                                         'internal error; the server log has the details'))

@@ -1,0 +1,1 @@
+"""wps of the marine VRE."""
