@@ -1,0 +1,102 @@
+"""The one base class of an analytic: OGC metadata as a class attribute, one `run` method.
+
+The OGC process description, the WPS description (wps/) and input validation all derive
+from `METADATA`; the job runner (processes/runner.py) gives `run` a `JobContext` for
+progress, by-reference inputs and a scratch folder.
+"""
+from __future__ import annotations
+
+import base64
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
+
+
+class InputError(ProcessorExecuteError):
+    """A client mistake found while running (bad file, empty selection): job fails, 4xx."""
+
+
+@dataclass
+class Output:
+    """One output of a run: a JSON-able value, or a file written in the job's folder."""
+    value: Any = None
+    path: Path | None = None
+    media_type: str = 'application/json'
+
+
+@dataclass
+class JobContext:
+    job_id: str
+    user: str | None
+    workdir: Path
+    max_input_bytes: int
+    report: Callable[[int, str], None]
+
+    def progress(self, percent: int, message: str = '') -> None:
+        self.report(int(max(0, min(100, percent))), message)
+
+    def input_file(self, value, suffix: str = '') -> Path:
+        """A local file for a complex input given by reference ({"href": ...}) or by value
+        (base64 in {"value": ...} or plain text)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        target = self.workdir / f'input-{len(list(self.workdir.glob("input-*")))}{suffix}'
+        if isinstance(value, dict) and 'href' in value:
+            self._download(value['href'], target)
+        elif isinstance(value, dict) and 'value' in value:
+            raw = value['value']
+            data = (base64.b64decode(raw) if value.get('encoding', 'base64') == 'base64'
+                    and not value.get('mediaType', '').startswith('text') else raw.encode())
+            target.write_bytes(data)
+        elif isinstance(value, str):
+            target.write_text(value)
+        else:
+            raise InputError('a file input must be {"href": URL} or {"value": ...}')
+        return target
+
+    def _download(self, href: str, target: Path) -> None:
+        if href.startswith('file://'):
+            raise InputError('file:// references are not allowed; use http(s) URLs')
+        try:
+            with requests.get(href, stream=True, timeout=(10, 120)) as resp:
+                if resp.status_code != 200:
+                    raise InputError(f'{href} answered HTTP {resp.status_code}')
+                size = 0
+                with target.open('wb') as fh:
+                    for chunk in resp.iter_content(1 << 20):
+                        size += len(chunk)
+                        if size > self.max_input_bytes:
+                            raise InputError(f'{href} is larger than the input limit '
+                                             f'({self.max_input_bytes} bytes)')
+                        fh.write(chunk)
+        except requests.RequestException as err:
+            raise InputError(f'{href} could not be read: {type(err).__name__}') from None
+
+
+class VREProcess(BaseProcessor):
+    """Subclass with METADATA (an OGC process description) and `run(inputs, ctx)`."""
+
+    METADATA: dict = {}
+    rerun_safe: bool = True        # may be run again if its worker dies mid-job
+    timeout: float | None = None   # seconds; None = the server's default
+
+    def __init__(self, processor_def: dict):
+        super().__init__(processor_def, self.METADATA)
+
+    def run(self, inputs: dict, ctx: JobContext) -> dict[str, Output]:
+        raise NotImplementedError
+
+    def execute(self, data: dict, outputs=None):
+        """pygeoapi's in-process entry point, for tools that call processors directly."""
+        import tempfile
+        tmp = Path(tempfile.mkdtemp(prefix='vre-exec-'))
+        try:
+            ctx = JobContext('local', None, tmp, 1 << 30, lambda p, m: None)
+            result = self.run(data, ctx)
+            return 'application/json', {
+                k: (o.value if o.path is None else str(o.path)) for k, o in result.items()}
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,165 @@
+"""The JSON documents of OGC API - Processes Part 1 built from job rows and process
+metadata, and the checks of an execute request against a process description."""
+from __future__ import annotations
+
+import copy
+
+import jsonschema
+
+from vre.errors import APIError, INVALID_PARAMETER
+
+REL = 'http://www.opengis.net/def/rel/ogc/1.0/'
+
+
+def iso(value):
+    return value.isoformat().replace('+00:00', 'Z') if value else None
+
+
+def process_summary(pid: str, metadata: dict, base_url: str, full: bool = False) -> dict:
+    doc = copy.deepcopy(metadata)
+    doc['id'] = pid
+    doc.setdefault('version', '1.0.0')
+    doc.setdefault('jobControlOptions', ['sync-execute', 'async-execute', 'dismiss'])
+    doc.setdefault('outputTransmission', ['value', 'reference'])
+    for key in ('title', 'description'):
+        if isinstance(doc.get(key), dict):          # pygeoapi-style {lang: text}
+            doc[key] = doc[key].get('en') or next(iter(doc[key].values()), '')
+    url = f'{base_url}/processes/{pid}'
+    doc['links'] = list(doc.get('links') or []) + [
+        {'href': url, 'rel': 'self' if full else REL + 'process', 'type': 'application/json',
+         'title': 'process description'},
+        {'href': f'{url}?f=html', 'rel': 'alternate', 'type': 'text/html',
+         'title': 'process description as HTML'},
+        {'href': f'{url}/execution', 'rel': REL + 'execute', 'type': 'application/json',
+         'title': 'execute this process'},
+        {'href': f'{base_url}/jobs?processID={pid}', 'rel': REL + 'job-list',
+         'type': 'application/json', 'title': 'jobs of this process'},
+    ]
+    if not full:
+        for key in ('inputs', 'outputs', 'example'):
+            doc.pop(key, None)
+    return doc
+
+
+def status_info(row: dict, base_url: str) -> dict:
+    job_url = f"{base_url}/jobs/{row['job_id']}"
+    doc = {
+        'jobID': row['job_id'], 'processID': row['process_id'], 'type': row['type'],
+        'status': row['status'], 'message': row.get('message') or '',
+        'progress': row.get('progress') or 0,
+        'created': iso(row['created']), 'started': iso(row['started']),
+        'finished': iso(row['finished']), 'updated': iso(row['updated']),
+        'links': [
+            {'href': job_url, 'rel': 'self', 'type': 'application/json', 'title': 'job status'},
+            {'href': f'{job_url}?f=html', 'rel': 'alternate', 'type': 'text/html',
+             'title': 'job status as HTML'},
+            {'href': f"{base_url}/processes/{row['process_id']}", 'rel': 'up',
+             'type': 'application/json', 'title': 'the process'},
+        ],
+    }
+    if row['status'] == 'successful':
+        doc['links'].append({'href': f'{job_url}/results', 'rel': REL + 'results',
+                             'type': 'application/json', 'title': 'job results'})
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def results_document(results: dict) -> dict:
+    """Results as the standard's results.yaml: an inline value or a link per output."""
+    doc = {}
+    for name, r in (results or {}).items():
+        if 'href' in r:
+            doc[name] = {'href': r['href'], 'type': r['type']}
+        elif r.get('encoding') == 'base64' or r['mediaType'] not in (
+                'application/json', 'text/plain'):
+            doc[name] = {k: r[k] for k in ('value', 'mediaType', 'encoding') if k in r}
+        else:
+            doc[name] = r['value']
+    return doc
+
+
+def inputs_with_defaults(metadata: dict, inputs: dict) -> dict:
+    out = dict(inputs)
+    for name, spec in metadata.get('inputs', {}).items():
+        default = (spec.get('schema') or {}).get('default')
+        if name not in out and default is not None:
+            out[name] = default
+    return out
+
+
+def _bad(detail: str) -> APIError:
+    return APIError(400, INVALID_PARAMETER, detail, title='Invalid parameter')
+
+
+def _is_file_input(schema: dict) -> bool:
+    return bool(schema.get('contentMediaType') or schema.get('contentEncoding')
+                or schema.get('format') in ('uri', 'binary'))
+
+
+def check_execute_request(metadata: dict, body) -> dict:
+    """An execute request checked against the process description (400 on any mistake)."""
+    if not isinstance(body, dict):
+        raise _bad('the execute request must be a JSON object')
+    unknown = set(body) - {'inputs', 'outputs', 'response', 'subscriber', 'mode', 'process'}
+    if unknown:
+        raise _bad(f'unknown members of the execute request: {sorted(unknown)}')
+    inputs = body.get('inputs', {})
+    if not isinstance(inputs, dict):
+        raise _bad('"inputs" must be an object mapping input ids to values')
+    declared = metadata.get('inputs', {})
+    for name in inputs:
+        if name not in declared:
+            raise _bad(f'unknown input "{name}"; this process takes {sorted(declared)}')
+    for name, spec in declared.items():
+        min_occurs = spec.get('minOccurs', 1)
+        if name not in inputs:
+            if min_occurs > 0:
+                raise APIError(400, INVALID_PARAMETER, f'missing required input "{name}"',
+                               title='Missing parameter value')
+            continue
+        _check_input(name, spec, inputs[name])
+    outputs = body.get('outputs')
+    if outputs is not None:
+        if not isinstance(outputs, dict):
+            raise _bad('"outputs" must be an object mapping output ids to options')
+        allowed = metadata.get('outputTransmission', ['value', 'reference'])
+        for name, spec in outputs.items():
+            if name not in metadata.get('outputs', {}):
+                raise _bad(f'unknown output "{name}"')
+            mode = (spec or {}).get('transmissionMode', 'value') if isinstance(spec, dict) else None
+            if mode not in allowed:
+                raise _bad(f'output "{name}": transmissionMode must be one of {allowed}')
+    if body.get('response', 'raw') not in ('raw', 'document'):
+        raise _bad('"response" must be "raw" or "document"')
+    sub = body.get('subscriber')
+    if sub is not None:
+        if not isinstance(sub, dict) or not sub.get('successUri'):
+            raise _bad('"subscriber" needs at least a successUri')
+        for key in ('successUri', 'inProgressUri', 'failedUri'):
+            uri = sub.get(key)
+            if uri is not None and not (isinstance(uri, str) and uri.startswith(('http://', 'https://'))):
+                raise _bad(f'subscriber.{key} must be an http(s) URI')
+    return body
+
+
+def _check_input(name: str, spec: dict, value) -> None:
+    schema = spec.get('schema') or {}
+    max_occurs = spec.get('maxOccurs', 1)
+    values = value if isinstance(value, list) and schema.get('type') != 'array' else [value]
+    if max_occurs != 'unbounded' and len(values) > max_occurs:
+        raise _bad(f'input "{name}" takes at most {max_occurs} value(s)')
+    for v in values:
+        if isinstance(v, dict) and 'href' in v:
+            if not _is_file_input(schema):
+                raise _bad(f'input "{name}" cannot be given by reference')
+            if not isinstance(v['href'], str) or not v['href'].startswith(('http://', 'https://')):
+                raise _bad(f'input "{name}": href must be an http(s) URL')
+            continue
+        if isinstance(v, dict) and 'value' in v and schema.get('type') != 'object':
+            v = v['value']
+            if _is_file_input(schema):
+                continue
+        try:
+            jsonschema.validate(v, {k: s for k, s in schema.items()
+                                    if k not in ('contentMediaType', 'contentEncoding')})
+        except jsonschema.ValidationError as err:
+            raise _bad(f'input "{name}": {err.message}') from None

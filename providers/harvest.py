@@ -1,0 +1,172 @@
+"""Harvest: listing -> changed granules -> index rows, incrementally, with a report.
+
+Per granule the index keeps size, mtime, etag (the BDI's own change marker when it has one)
+and a SHA-256; a second run reads only granules whose marker changed and rewrites only those
+whose checksum changed. A granule that cannot be read is reported and skipped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Callable, Iterable
+
+import sqlalchemy as sa
+
+from providers import store
+from providers.base import Connector, GranuleError, HttpSource, MirrorSource, Source
+
+
+def connectors() -> dict[str, type[Connector]]:
+    from providers.argo import ArgoConnector
+    from providers.obis import EurobisConnector, ObisConnector
+    from providers.seadatanet import SeaDataNetConnector
+    return {c.name: c for c in (ArgoConnector, SeaDataNetConnector, ObisConnector,
+                                EurobisConnector)}
+
+
+def sources_for(bdis: list[str] | None, mirror: Path | None, urls: dict | None,
+                config: dict | None = None) -> dict[str, Source]:
+    """Which source each BDI is harvested from: --mirror DIR, --url, or the config."""
+    known = connectors()
+    conf = ((config or {}).get('vre') or {}).get('bdis') or {}
+    wanted = list(bdis or [])
+    unknown = [b for b in wanted if b not in known]
+    if unknown:
+        raise ValueError(f'unknown BDI {", ".join(unknown)}; known: {", ".join(known)}')
+    out: dict[str, Source] = {}
+    for name in wanted or list(known):
+        if urls and urls.get(name):
+            out[name] = HttpSource(urls[name])
+        elif mirror is not None:
+            if (Path(mirror) / name).is_dir():
+                out[name] = MirrorSource(Path(mirror) / name)
+            elif name in wanted:
+                raise ValueError(f'{mirror} has no {name}/ folder')
+        elif (conf.get(name) or {}).get('mirror'):
+            out[name] = MirrorSource(Path(conf[name]['mirror']))
+        elif (conf.get(name) or {}).get('url') and (conf[name].get('harvest', True)):
+            out[name] = HttpSource(conf[name]['url'])
+    return out
+
+
+def harvest(db_url: str, sources: dict[str, Source], config: dict | None = None,
+            progress: Callable[[Iterable, str], Iterable] | None = None) -> dict:
+    """Harvest each BDI from its source into the index at db_url; returns the report."""
+    conf = ((config or {}).get('vre') or {}).get('bdis') or {}
+    eng = store.engine(db_url)
+    report = {}
+    for name, source in sources.items():
+        connector = connectors()[name](conf.get(name) or {})
+        report[name] = harvest_one(eng, connector, source, progress)
+    return report
+
+
+def harvest_one(eng, connector: Connector, source: Source, progress=None) -> dict:
+    progress = progress or (lambda it, label: it)
+    name = connector.name
+    rep = {'source': repr(source), 'added': 0, 'updated': 0, 'unchanged': 0, 'removed': 0,
+           'observations': 0, 'skipped': [], 'problems': []}
+    started = store.now_iso()
+    try:
+        refs = connector.granules(source)
+    except Exception as err:  # listing unreachable: record health, keep the old index
+        rep['error'] = f'{type(err).__name__}: {err}'
+        _save_bdi(eng, connector, source, started, False, rep['error'], rep)
+        return rep
+    rep['skipped'] += [{'granule': g, 'reason': why} for g, why in connector.listing_problems()]
+    G = store.GRANULE
+    with eng.connect() as conn:
+        known = {r.id: r for r in conn.execute(
+            sa.select(G.c.id, G.c.size, G.c.mtime, G.c.etag, G.c.checksum).where(G.c.bdi == name))}
+    seen = set()
+    for ref in progress(refs, name):
+        seen.add(ref.id)
+        old = known.get(ref.id)
+        try:
+            st = source.stat(ref.path)
+            etag = ref.etag or st.etag
+            if old and (old.size, old.mtime, old.etag) == (st.size, st.mtime, etag):
+                rep['unchanged'] += 1
+                continue
+            data = source.read(ref.path)
+            checksum = hashlib.sha256(data).hexdigest()
+            stamp = {'size': st.size if st.size is not None else len(data), 'mtime': st.mtime,
+                     'etag': etag, 'checksum': checksum}
+            if old and old.checksum == checksum:
+                with eng.begin() as conn:
+                    conn.execute(G.update().where(G.c.id == ref.id).values(**stamp))
+                rep['unchanged'] += 1
+                continue
+            granule = connector.read(ref, data)
+        except FileNotFoundError:
+            rep['skipped'].append({'granule': ref.path, 'reason': 'not found at the source'})
+            continue
+        except GranuleError as err:
+            rep['skipped'].append({'granule': ref.path, 'reason': str(err)})
+            continue
+        except Exception as err:  # a corrupt or unexpected file must not stop the harvest
+            rep['skipped'].append({'granule': ref.path,
+                                   'reason': f'unreadable: {type(err).__name__}: {err}'})
+            continue
+        rep['skipped'] += [{'granule': ref.path, 'reason': p} for p in granule.problems]
+        _write_granule(eng, granule, stamp)
+        rep['observations'] += len(granule.observations)
+        rep['updated' if old else 'added'] += 1
+    gone = [g for g in known if g not in seen]
+    with eng.begin() as conn:
+        for i in range(0, len(gone), 500):
+            chunk = gone[i:i + 500]
+            store.delete(conn, store.OBSERVATION, store.OBSERVATION.c.granule.in_(chunk))
+            store.delete(conn, G, G.c.id.in_(chunk))
+        rep['removed'] = len(gone)
+        _write_collections(conn, connector)
+        conn.execute(store.ISSUE.delete().where(store.ISSUE.c.bdi == name))
+        if rep['skipped']:
+            conn.execute(store.ISSUE.insert(), [
+                {'bdi': name, 'granule': s['granule'], 'problem': s['reason'], 'time': started}
+                for s in rep['skipped']])
+    _save_bdi(eng, connector, source, started, True, None, rep)
+    return rep
+
+
+def _write_granule(eng, granule, stamp: dict) -> None:
+    rec = dict(granule.record, **stamp, n_obs=len(granule.observations))
+    rec['extra'] = store.dumps(rec.get('extra'))
+    rows = [dict(o, props=store.dumps(o.get('props')), levels=store.dumps(o.get('levels')))
+            for o in granule.observations]
+    cols = set(store.OBSERVATION.c.keys())
+    rows = [{k: r.get(k) for k in cols if k != 'rid'} for r in rows]
+    with eng.begin() as conn:
+        store.delete(conn, store.OBSERVATION, store.OBSERVATION.c.granule == rec['id'])
+        store.upsert(conn, store.GRANULE, [rec])
+        for i in range(0, len(rows), 2000):
+            store.upsert(conn, store.OBSERVATION, rows[i:i + 2000])
+
+
+def _write_collections(conn, connector: Connector) -> None:
+    """Collection records with extents and counts taken from their granules."""
+    G = store.GRANULE
+    rows = []
+    for coll in connector.collections():
+        ext = conn.execute(sa.select(
+            sa.func.min(G.c.minx), sa.func.min(G.c.miny), sa.func.max(G.c.maxx),
+            sa.func.max(G.c.maxy), sa.func.min(G.c.tmin), sa.func.max(G.c.tmax),
+            sa.func.count(), sa.func.sum(G.c.n_obs)).where(G.c.collection == coll['id'])).one()
+        extra = dict(coll.pop('extra', None) or {}, granules=ext[6], observations=ext[7] or 0)
+        rows.append(dict(coll, minx=ext[0], miny=ext[1], maxx=ext[2], maxy=ext[3],
+                         tmin=ext[4], tmax=ext[5], extra=store.dumps(extra)))
+    store.delete(conn, store.COLLECTION, store.COLLECTION.c.bdi == connector.name)
+    store.upsert(conn, store.COLLECTION, rows)
+
+
+def _save_bdi(eng, connector, source, when, reachable, error, rep) -> None:
+    B = store.BDI
+    row = {'name': connector.name, 'title': connector.title, 'kind': connector.kind,
+           'source': repr(source), 'last_harvest': when, 'reachable': reachable,
+           'last_error': error or (f"{len(rep['skipped'])} granule(s) or row(s) skipped"
+                                   if rep['skipped'] else None),
+           'report': json.dumps(rep)}
+    with eng.begin() as conn:
+        conn.execute(B.delete().where(B.c.name == connector.name))
+        conn.execute(B.insert(), [row])
