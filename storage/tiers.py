@@ -10,6 +10,7 @@ Python API trusts its caller.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import mimetypes
@@ -27,7 +28,7 @@ from sqlalchemy import func, select, update
 from storage.catalogue import Catalogue, FileRow, FolderRow, LinkRow, ShareRow, clean_path, under
 from storage.config import StorageConfig
 from storage.errors import (BadPath, Conflict, DiskFull, Forbidden, Gone, IncompleteUpload,
-                            NotFound, QuotaExceeded, StorageError, Unavailable)
+                            NotFound, QuotaExceeded, StorageError, TooLarge, Unavailable)
 from storage.replicas import CHUNK, ReplicaStore
 
 META_KEYS = ('licence', 'citation', 'provenance')
@@ -104,6 +105,38 @@ class _Source:
     def __exit__(self, *exc):
         if self.fh is not None and not isinstance(self.src, (bytes, bytearray)):
             self.fh.close()
+
+
+def write_local(src, target: Path, room: int | None = None, limit: int | None = None,
+                expected: int | None = None, what: str = '') -> tuple[int, str]:
+    """Stream `src` to `target` atomically (temp name, fsync, rename); (size, sha256).
+    `room` is the quota left, `limit` the request size limit; nothing stays on failure."""
+    tmp = target.parent / f'.vre-tmp-{uuid.uuid4().hex}'
+    h, size = hashlib.sha256(), 0
+    try:
+        with _Source(src) as fh, open(tmp, 'wb') as out:
+            while chunk := fh.read(CHUNK):
+                size += len(chunk)
+                if room is not None and size > room:
+                    raise QuotaExceeded(f'upload exceeds the quota of {what}; nothing stored')
+                if limit is not None and size > limit:
+                    raise TooLarge(f'upload is larger than the {limit} bytes allowed')
+                h.update(chunk)
+                out.write(chunk)
+            if expected is not None and size != expected:
+                raise IncompleteUpload(f'received {size} of {expected} bytes; nothing stored')
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(f'the disk of {what} is full; nothing was stored') from None
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return size, h.hexdigest()
 
 
 class Tier:
@@ -189,9 +222,9 @@ class Workspace(Tier):
     def is_folder(self, space, path) -> bool:
         if not path:
             return True
-        return bool(self._live(space, path)) or any(r.path == path for r in
-                                                    self._folders(space, path.rsplit('/', 1)[0]
-                                                                  if '/' in path else ''))
+        return bool(self._live(space, path)) or self.cat.one(select(FolderRow).where(
+            FolderRow.tier == self.name, FolderRow.owner == space, FolderRow.path == path,
+            FolderRow.trashed.is_(None))) is not None
 
     def _check_parents(self, space, path):
         """A file may not sit where a folder is, nor below a file."""
@@ -210,18 +243,17 @@ class Workspace(Tier):
         self._check_parents(owner, path)
         with _Source(src) as fh:
             blob = self.store.write(fh, limit=limit, expected=expected_size)
+        sites = blob.pop('sites')
         try:
             with self.cat.session() as s, s.begin():
                 last = s.scalar(select(func.max(FileRow.version)).where(
                     FileRow.tier == self.name, FileRow.owner == owner, FileRow.path == path))
                 row = FileRow(tier=self.name, owner=owner, path=path, version=(last or 0) + 1,
                               media_type=guess_type(path, media_type), author=author or owner,
-                              created=time.time(), sites=json.dumps(blob.pop('sites')),
-                              **blob, **meta)
+                              created=time.time(), sites=json.dumps(sites), **blob, **meta)
                 s.add(row)
-        except Exception:
-            self.store.remove(blob['blob'], json.loads(row.sites) if 'row' in dir() else
-                              self.cfg.workspace_sites)
+        except BaseException:
+            self.store.remove(blob['blob'], sites)   # no row, so no visible file: drop bytes
             raise
         return StoredFile.from_row(row)
 
@@ -498,36 +530,9 @@ class Dataspace(Tier):
             target.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             raise Conflict(f'a parent of {rel} is a file, not a folder') from None
-        tmp = target.parent / f'.vre-tmp-{uuid.uuid4().hex}'
-        h, size = hashlib.sha256(), 0
-        try:
-            with _Source(src) as fh, open(tmp, 'wb') as out:
-                while chunk := fh.read(CHUNK):
-                    size += len(chunk)
-                    if size > room:
-                        raise QuotaExceeded(f'upload exceeds the {self.cfg.quota} byte quota '
-                                            f'of {owner}; nothing stored')
-                    if limit is not None and size > limit:
-                        from storage.errors import TooLarge
-                        raise TooLarge(f'upload is larger than the {limit} bytes allowed')
-                    h.update(chunk)
-                    out.write(chunk)
-                if expected_size is not None and size != expected_size:
-                    raise IncompleteUpload(f'received {size} of {expected_size} bytes; '
-                                           'nothing stored')
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except OSError as err:
-            tmp.unlink(missing_ok=True)
-            if err.errno in (28, 122):
-                raise DiskFull('the dataspace disk is full; nothing was stored') from None
-            raise
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        size, sha = write_local(src, target, room, limit, expected_size, f'dataspace/{owner}')
         row = FileRow(tier=self.name, owner=owner, path=rel, version=1, size=size,
-                      sha256=h.hexdigest(), media_type=guess_type(rel, media_type),
+                      sha256=sha, media_type=guess_type(rel, media_type),
                       author=author or owner, created=time.time(), **meta)
         with self.cat.session() as s, s.begin():
             s.execute(FileRow.__table__.delete().where(
@@ -623,33 +628,10 @@ class Volatile(Tier):
         key = self._key(token)
         target = self._file(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f'.vre-tmp-{uuid.uuid4().hex}'
-        h, size = hashlib.sha256(), 0
-        try:
-            with _Source(src) as fh, open(tmp, 'wb') as out:
-                while chunk := fh.read(CHUNK):
-                    size += len(chunk)
-                    if limit is not None and size > limit:
-                        from storage.errors import TooLarge
-                        raise TooLarge(f'upload is larger than the {limit} bytes allowed')
-                    h.update(chunk)
-                    out.write(chunk)
-                if expected_size is not None and size != expected_size:
-                    raise IncompleteUpload(f'received {size} of {expected_size} bytes')
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except OSError as err:
-            tmp.unlink(missing_ok=True)
-            if err.errno in (28, 122):
-                raise DiskFull('the volatile disk is full; nothing was stored') from None
-            raise
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        size, sha = write_local(src, target, None, limit, expected_size, 'the volatile tier')
         now = time.time()
         row = FileRow(tier=self.name, owner=owner, path=key, version=1, size=size,
-                      sha256=h.hexdigest(), media_type=guess_type(name, media_type),
+                      sha256=sha, media_type=guess_type(name, media_type),
                       author=author or owner, created=now, expires=now + ttl,
                       blob=name, **meta)   # blob holds the display name here
         with self.cat.session() as s, s.begin():

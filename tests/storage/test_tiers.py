@@ -1,0 +1,214 @@
+"""The tier library on real folders and a real SQLite catalogue (no server needed)."""
+import hashlib
+import io
+import os
+import time
+
+import pytest
+
+from storage.errors import (BadPath, Conflict, Forbidden, Gone, IncompleteUpload, NotFound,
+                            QuotaExceeded, Unavailable)
+from storage.tiers import Tiers
+from storage.config import StorageConfig
+from vre.auth import User
+from vre.settings import Settings
+
+CSV = b'time,lat,lon,temp\n' + b''.join(b'2020-01-01T00:00:%02dZ,43.1,7.2,13.%d\n' % (i % 60, i % 10)
+                                      for i in range(5000))
+
+
+@pytest.fixture
+def tiers(tmp_path):
+    settings = Settings(home=tmp_path, config_path=tmp_path / 'cfg.yml')
+    config = {'vre': {'storage': {'dataspace': {'quota': 100_000},
+                                  'volatile': {'max_ttl': 60, 'default_ttl': 30}}}}
+    return Tiers(StorageConfig.build(settings, config))
+
+
+def blob_files(tiers, f):
+    row_sites = tiers.workspace.store.sites
+    row = tiers.workspace._current(f.owner, f.path)
+    return [s.blob_path(row.blob) for s in row_sites]
+
+
+def test_workspace_roundtrip_replicas_compression(tiers):
+    f = tiers.workspace.put('alice', 'data/ctd.csv', io.BytesIO(CSV),
+                            meta={'licence': 'CC-BY-4.0', 'provenance': '/jobs/42'})
+    assert f.size == len(CSV) and f.sha256 == hashlib.sha256(CSV).hexdigest()
+    assert f.codec == 'zstd' and f.stored_size < len(CSV) / 3
+    assert f.media_type == 'text/csv' and f.provenance == '/jobs/42'
+    paths = blob_files(tiers, f)
+    assert len(paths) == 2 and all(os.path.exists(p) for p in paths)
+    with tiers.workspace.open('alice', 'data/ctd.csv') as fh:
+        assert fh.read() == CSV
+    assert tiers.url_for(f).endswith('/storage/workspace/alice/data/ctd.csv')
+
+
+def test_random_bytes_are_stored_raw(tiers):
+    data = os.urandom(300_000)
+    f = tiers.workspace.put('alice', 'r.bin', data)
+    assert f.codec == 'raw' and f.stored_size == len(data)
+
+
+def test_versions_keep_previous(tiers):
+    ws = tiers.workspace
+    ws.put('alice', 'a.txt', b'one')
+    ws.put('alice', 'a.txt', b'two')
+    assert [v['version'] for v in ws.versions('alice', 'a.txt')] == [1, 2]
+    assert ws.open('alice', 'a.txt').read() == b'two'
+    assert ws.open('alice', 'a.txt', version=1).read() == b'one'
+
+
+def test_damaged_and_missing_replica_read_and_repair(tiers):
+    ws = tiers.workspace
+    f = ws.put('alice', 'x.csv', CSV)
+    first, second = blob_files(tiers, f)
+    with open(first, 'r+b') as fh:       # flip bytes in the first replica
+        fh.seek(10)
+        fh.write(b'XXXX')
+    assert ws.open('alice', 'x.csv').read() == CSV
+    assert ws.store.verify(ws.store.sites[0], ws._current('alice', 'x.csv').blob,
+                           ws._current('alice', 'x.csv').stored_sha256, f.stored_size)
+    os.remove(second)                    # a missing replica is found by the scrub
+    report = ws.check()
+    assert len(report['repaired']) == 1 and not report['unrepaired']
+    assert os.path.exists(second)
+    os.remove(first)
+    os.remove(second)
+    with pytest.raises(Unavailable):
+        ws.open('alice', 'x.csv')
+    assert ws.check()['unrepaired']
+
+
+def test_killed_upload_leaves_nothing(tiers):
+    class Dies(io.RawIOBase):
+        sent = 0
+
+        def read(self, n=-1):
+            self.sent += 1
+            if self.sent > 3:
+                raise ConnectionResetError('client went away')
+            return os.urandom(1 << 20)
+
+    with pytest.raises(ConnectionResetError):
+        tiers.workspace.put('alice', 'big.bin', Dies())
+    with pytest.raises(NotFound):
+        tiers.workspace.stat('alice', 'big.bin')
+    for site in tiers.workspace.store.sites:
+        assert not os.listdir(f'{site.root}/tmp')
+        assert not os.path.exists(f'{site.root}/blobs') or not any(
+            files for _, _, files in os.walk(f'{site.root}/blobs'))
+    with pytest.raises(IncompleteUpload):
+        tiers.workspace.put('alice', 'short.bin', b'abc', expected_size=10)
+
+
+def test_folders_move_trash_restore(tiers):
+    ws = tiers.workspace
+    ws.put('alice', 'p/q/r.txt', b'r')
+    ws.mkdir('alice', 'empty')
+    assert [e['name'] for e in ws.list('alice')] == ['empty', 'p']
+    with pytest.raises(Conflict):
+        ws.put('alice', 'p/q', b'clash')
+    with pytest.raises(Conflict):
+        ws.put('alice', 'p/q/r.txt/s', b'below a file')
+    ws.move('alice', 'p', 'moved')
+    assert ws.open('alice', 'moved/q/r.txt').read() == b'r'
+    ws.delete('alice', 'moved')
+    with pytest.raises(NotFound):
+        ws.stat('alice', 'moved/q/r.txt')
+    assert [t['path'] for t in ws.trash('alice')] == ['moved/q/r.txt']
+    ws.restore('alice', 'moved')
+    assert ws.open('alice', 'moved/q/r.txt').read() == b'r'
+
+
+def test_sharing_and_links(tiers):
+    ws = tiers.workspace
+    ws.put('alice', 'shared/a.nc', b'nc')
+    ws.put('alice', 'private/b.nc', b'secret')
+    bob = User('bob', frozenset({'oceanlab'}))
+    carol = User('carol')
+    assert ws.access(bob, 'alice', 'shared/a.nc') is None
+    ws.share('alice', 'shared', 'group:oceanlab', 'read')
+    assert ws.access(bob, 'alice', 'shared/a.nc') == 'read'
+    assert ws.access(bob, 'alice', 'private/b.nc') is None
+    assert ws.access(carol, 'alice', 'shared/a.nc') is None
+    with pytest.raises(Forbidden):
+        ws.need(bob, 'alice', 'shared/a.nc', 'write')
+    with pytest.raises(NotFound):
+        ws.need(carol, 'alice', 'private/b.nc', 'read')
+    ws.share('alice', 'shared', 'user:bob', 'write')
+    assert ws.access(bob, 'alice', 'shared/a.nc') == 'write'
+    token = ws.link('alice', 'shared/a.nc')
+    assert ws.resolve_link(token) == ('alice', 'shared/a.nc')
+    ws.revoke(token, User('alice'))
+    with pytest.raises(NotFound):
+        ws.resolve_link(token)
+
+
+@pytest.mark.parametrize('bad', ['../etc/passwd', 'a/../../b', 'a/./b', 'x\x00y', 'tab\there',
+                                 '.vre-tmp-x', 'n' * 300])
+def test_bad_paths_refused(tiers, bad):
+    for tier in (tiers.workspace, tiers.dataspace):
+        with pytest.raises(BadPath):
+            tier.put('alice', bad, b'x')
+
+
+def test_odd_but_fine_names(tiers):
+    name = 'Données été/ (copy) [1] #2 %20 ünï.csv'
+    tiers.workspace.put('alice', name, b'ok')
+    assert tiers.workspace.open('alice', name).read() == b'ok'
+    tiers.dataspace.put('alice', name, b'ok')
+    assert tiers.dataspace.open('alice', name).read() == b'ok'
+
+
+def test_dataspace_plain_files_quota_and_symlinks(tiers, tmp_path):
+    ds = tiers.dataspace
+    f = ds.put('alice', 'nb/in.csv', CSV[:50_000])
+    assert (tiers.cfg.dataspace_root / 'users/alice/nb/in.csv').read_bytes() == CSV[:50_000]
+    assert f.sha256 == hashlib.sha256(CSV[:50_000]).hexdigest()
+    with pytest.raises(QuotaExceeded):
+        ds.put('alice', 'nb/more.bin', os.urandom(60_000))
+    with pytest.raises(QuotaExceeded):
+        ds.put('alice', 'nb/more.bin', io.BytesIO(os.urandom(60_000)), expected_size=60_000)
+    assert [e['name'] for e in ds.list('alice', 'nb')] == ['in.csv']
+    ds.put('alice', 'nb/in.csv', b'smaller')          # replacing frees the old size
+    ds.put('@oceanlab', 'team.txt', b'hi')
+    assert (tiers.cfg.dataspace_root / 'groups/oceanlab/team.txt').exists()
+    assert ds.access(User('bob', frozenset({'oceanlab'})), '@oceanlab') == 'write'
+    assert ds.access(User('carol'), '@oceanlab') is None
+    secret = tmp_path / 'secret.txt'
+    secret.write_text('not yours')
+    os.symlink(secret, tiers.cfg.dataspace_root / 'users/alice/link.txt')
+    with pytest.raises(NotFound):
+        ds.open('alice', 'link.txt')
+    assert 'link.txt' not in [e['name'] for e in ds.list('alice')]
+
+
+def test_volatile_capability_expiry_and_purge(tiers):
+    vo = tiers.volatile
+    f = vo.put('alice', 'out.nc', b'tmp', ttl=1)
+    url = vo.url_for(f)
+    token = url.rsplit('/', 1)[1]
+    assert len(token) >= 40 and vo.open(token).read() == b'tmp'
+    with pytest.raises(BadPath):
+        vo.put('alice', 'x', b'x', ttl=61)
+    with pytest.raises(NotFound):
+        vo.list('alice')
+    with pytest.raises(NotFound):
+        vo.open('guessed-token')
+    time.sleep(1.1)
+    with pytest.raises(Gone):
+        vo.open(token)
+    assert vo.purge() == 1
+    assert not any(files for _, _, files in os.walk(tiers.cfg.volatile_root))
+
+
+def test_copy_to_workspace_keeps_metadata(tiers):
+    f = tiers.volatile.put('alice', 'res.csv', CSV, meta={'provenance': '/jobs/7',
+                                                          'licence': 'CC0'})
+    copy = tiers.copy_to_workspace(User('alice'), tiers.url_for(f), 'results/res.csv')
+    assert copy.provenance == '/jobs/7' and copy.licence == 'CC0'
+    assert tiers.workspace.open('alice', 'results/res.csv').read() == CSV
+    src = tiers.workspace.url_for(copy)
+    with pytest.raises(NotFound):      # carol cannot copy alice's private file
+        tiers.copy_to_workspace(User('carol'), src, 'stolen.csv')
