@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import requests
-from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
+from pygeoapi.process.base import BaseProcessor
 
 
-class InputError(ProcessorExecuteError):
+class InputError(Exception):
     """A client mistake found while running (bad file, empty selection): job fails, 4xx."""
 
 

@@ -47,8 +47,8 @@ def status_info(row: dict, base_url: str) -> dict:
         'jobID': row['job_id'], 'processID': row['process_id'], 'type': row['type'],
         'status': row['status'], 'message': row.get('message') or '',
         'progress': row.get('progress') or 0,
-        'created': iso(row['created']), 'started': iso(row['started']),
-        'finished': iso(row['finished']), 'updated': iso(row['updated']),
+        'created': iso(row['created']), 'started': iso(row.get('started')),
+        'finished': iso(row.get('finished')), 'updated': iso(row.get('updated')),
         'links': [
             {'href': job_url, 'rel': 'self', 'type': 'application/json', 'title': 'job status'},
             {'href': f'{job_url}?f=html', 'rel': 'alternate', 'type': 'text/html',

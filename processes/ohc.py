@@ -15,6 +15,8 @@ import gsw
 from processes.base import InputError, Output, VREProcess
 
 GOOD_QC = {b'1', b'2', b'5', b'8'}
+# TEOS-10 'potential enthalpy' heat capacity cp0 (IOC et al. 2010, eq. 3.3.3); gsw does not export it
+CP0 = 3991.86795711963  # J kg-1 K-1
 
 
 def _qc_ok(flags: np.ndarray) -> np.ndarray:
@@ -44,7 +46,7 @@ def heat_content(p, t, s, lon, lat, max_p):
     ct = gsw.CT_from_t(sa, t, p)
     rho = gsw.rho(sa, ct, p)
     z = -gsw.z_from_p(p, lat)                       # depth in metres, positive down
-    return float(np.trapezoid(rho * gsw.cp0 * ct, z))
+    return float(np.trapezoid(rho * CP0 * ct, z))
 
 
 class OceanHeatContentProcess(VREProcess):

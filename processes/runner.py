@@ -14,9 +14,8 @@ from pathlib import Path
 
 import requests
 from celery.exceptions import SoftTimeLimitExceeded
-from pygeoapi.process.base import ProcessorExecuteError
 
-from processes.base import JobContext, Output
+from processes.base import InputError, JobContext, Output
 from processes.jobstore import jobs, utcnow
 from processes.manager import HEARTBEAT_SECONDS, CeleryJobManager
 from processes import documents
@@ -87,8 +86,8 @@ class JobRunner:
                                           request.get('outputs'), workdir)
         except SoftTimeLimitExceeded:
             return self._fail(row, f"timed out after {row['timeout']:g} s", subscriber)
-        except ProcessorExecuteError as err:   # the caller's mistake (bad file, empty cut)
-            return self._fail(row, str(getattr(err, 'message', err)), subscriber, 400)
+        except InputError as err:   # the caller's mistake (bad file, empty cut)
+            return self._fail(row, str(err), subscriber, 400)
         except Exception as err:
             LOGGER.exception('job %s failed', job_id)
             return self._fail(row, f'process error: {type(err).__name__}: {err}', subscriber)

@@ -56,6 +56,7 @@ def start_server(home: Path, extra_env: dict | None = None, port: int | None = N
                  config_path: Path | None = None, users: bool = True):
     """`vre serve` in a fresh process group; yields a Server once it answers."""
     port = port or free_port()
+    config_path = config_path or os.environ.get('VRE_TEST_CONFIG')  # e.g. a deployment's config
     env = {k: v for k, v in os.environ.items() if not k.startswith(('VRE_', 'PYGEOAPI_'))}
     env.pop('REDIS_URL', None)
     env.update({'VRE_HOME': str(home), 'VRE_PORT': str(port), 'VRE_WEB_WORKERS': '2'})
@@ -75,9 +76,9 @@ def start_server(home: Path, extra_env: dict | None = None, port: int | None = N
             if proc.poll() is not None:
                 raise RuntimeError(f'vre serve exited with {proc.returncode}; see {log.name}')
             try:
-                if requests.get(f'{url}/conformance', timeout=2).status_code == 200:
+                if requests.get(f'{url}/conformance', timeout=10).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f'vre serve did not answer in 90 s; see {log.name}')
@@ -111,7 +112,7 @@ SERVER_ENV = {
 @pytest.fixture(scope='session')
 def bdi_data() -> Path:
     if not BDI_DATA.exists():
-        pytest.skip(f'shared BDI samples not found at {BDI_DATA}')
+        pytest.fail(f'shared BDI samples not found at {BDI_DATA} (CI clones beside shared/)')
     return BDI_DATA
 
 @pytest.fixture(scope='session')
