@@ -122,6 +122,14 @@ class Connector:
         """The granules the BDI lists now (index files, listings, recorded queries)."""
         raise NotImplementedError
 
+    def stat(self, source: Source, ref: GranuleRef) -> Stat:
+        """Size/mtime/etag of a granule at the source (FileNotFoundError if gone)."""
+        return source.stat(ref.path)
+
+    def fetch(self, source: Source, ref: GranuleRef) -> bytes:
+        """A granule's bytes as the live service serves them."""
+        return source.read(ref.path)
+
     def read(self, ref: GranuleRef, data: bytes) -> Granule:
         """One granule's record and observations; raise GranuleError if unreadable."""
         raise NotImplementedError

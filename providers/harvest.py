@@ -20,9 +20,13 @@ from providers.base import Connector, GranuleError, HttpSource, MirrorSource, So
 def connectors() -> dict[str, type[Connector]]:
     from providers.argo import ArgoConnector
     from providers.obis import EurobisConnector, ObisConnector
-    from providers.seadatanet import SeaDataNetConnector
-    return {c.name: c for c in (ArgoConnector, SeaDataNetConnector, ObisConnector,
-                                EurobisConnector)}
+    found = [ArgoConnector, ObisConnector, EurobisConnector]
+    try:
+        from providers.seadatanet import SeaDataNetConnector
+        found.insert(1, SeaDataNetConnector)
+    except ImportError:
+        pass
+    return {c.name: c for c in found}
 
 
 def sources_for(bdis: list[str] | None, mirror: Path | None, urls: dict | None,
@@ -79,17 +83,18 @@ def harvest_one(eng, connector: Connector, source: Source, progress=None) -> dic
     with eng.connect() as conn:
         known = {r.id: r for r in conn.execute(
             sa.select(G.c.id, G.c.size, G.c.mtime, G.c.etag, G.c.checksum).where(G.c.bdi == name))}
-    seen = set()
+    seen, unchanged = set(), set()
     for ref in progress(refs, name):
         seen.add(ref.id)
         old = known.get(ref.id)
         try:
-            st = source.stat(ref.path)
+            st = connector.stat(source, ref)
             etag = ref.etag or st.etag
             if old and (old.size, old.mtime, old.etag) == (st.size, st.mtime, etag):
                 rep['unchanged'] += 1
+                unchanged.add(ref.path)
                 continue
-            data = source.read(ref.path)
+            data = connector.fetch(source, ref)
             checksum = hashlib.sha256(data).hexdigest()
             stamp = {'size': st.size if st.size is not None else len(data), 'mtime': st.mtime,
                      'etag': etag, 'checksum': checksum}
@@ -97,6 +102,7 @@ def harvest_one(eng, connector: Connector, source: Source, progress=None) -> dic
                 with eng.begin() as conn:
                     conn.execute(G.update().where(G.c.id == ref.id).values(**stamp))
                 rep['unchanged'] += 1
+                unchanged.add(ref.path)
                 continue
             granule = connector.read(ref, data)
         except FileNotFoundError:
@@ -121,7 +127,11 @@ def harvest_one(eng, connector: Connector, source: Source, progress=None) -> dic
             store.delete(conn, G, G.c.id.in_(chunk))
         rep['removed'] = len(gone)
         _write_collections(conn, connector)
-        conn.execute(store.ISSUE.delete().where(store.ISSUE.c.bdi == name))
+        I = store.ISSUE
+        kept = conn.execute(sa.select(I.c.granule, I.c.problem).where(
+            I.c.bdi == name, I.c.granule.in_(unchanged))).all()
+        rep['skipped'] += [{'granule': g, 'reason': p} for g, p in kept]
+        conn.execute(I.delete().where(I.c.bdi == name))
         if rep['skipped']:
             conn.execute(store.ISSUE.insert(), [
                 {'bdi': name, 'granule': s['granule'], 'problem': s['reason'], 'time': started}
@@ -145,19 +155,32 @@ def _write_granule(eng, granule, stamp: dict) -> None:
 
 
 def _write_collections(conn, connector: Connector) -> None:
-    """Collection records with extents and counts taken from their granules."""
-    G = store.GRANULE
-    rows = []
-    for coll in connector.collections():
+    """Collection records with extents and counts taken from their granules.
+
+    Collections the connector did not describe this run (nothing of theirs changed) are kept
+    while they still have granules.
+    """
+    G, C = store.GRANULE, store.COLLECTION
+    rows = {c['id']: c for c in connector.collections()}
+    for old in conn.execute(sa.select(C).where(C.c.bdi == connector.name)).mappings():
+        if old['id'] not in rows:
+            rows[old['id']] = dict({k: v for k, v in old.items() if k != 'rid'},
+                                   extra=json.loads(old['extra'] or '{}'), _old=True)
+    out = []
+    for coll in rows.values():
         ext = conn.execute(sa.select(
             sa.func.min(G.c.minx), sa.func.min(G.c.miny), sa.func.max(G.c.maxx),
             sa.func.max(G.c.maxy), sa.func.min(G.c.tmin), sa.func.max(G.c.tmax),
             sa.func.count(), sa.func.sum(G.c.n_obs)).where(G.c.collection == coll['id'])).one()
+        if coll.pop('_old', False) and not ext[6]:
+            continue
         extra = dict(coll.pop('extra', None) or {}, granules=ext[6], observations=ext[7] or 0)
-        rows.append(dict(coll, minx=ext[0], miny=ext[1], maxx=ext[2], maxy=ext[3],
-                         tmin=ext[4], tmax=ext[5], extra=store.dumps(extra)))
-    store.delete(conn, store.COLLECTION, store.COLLECTION.c.bdi == connector.name)
-    store.upsert(conn, store.COLLECTION, rows)
+        if ext[6]:
+            coll.update(minx=ext[0], miny=ext[1], maxx=ext[2], maxy=ext[3], tmin=ext[4],
+                        tmax=ext[5])
+        out.append(dict(coll, extra=store.dumps(extra)))
+    store.delete(conn, C, C.c.bdi == connector.name)
+    store.upsert(conn, C, out)
 
 
 def _save_bdi(eng, connector, source, when, reachable, error, rep) -> None:

@@ -133,6 +133,8 @@ def upsert(conn, table: sa.Table, rows: list[dict]) -> None:
     """Replace rows by text id, keeping the R*Tree in step."""
     if not rows:
         return
+    keys = [c for c in table.c.keys() if c != 'rid']
+    rows = [{k: r.get(k) for k in keys} for r in rows]
     ids = [r['id'] for r in rows]
     delete(conn, table, table.c.id.in_(ids))
     conn.execute(table.insert(), rows)

@@ -1,0 +1,189 @@
+"""Request parameters -> SQL clauses: datetime, bbox, property filters, CQL2 (pygeofilter AST).
+
+Every bad value raises ProviderInvalidQueryError, which pygeoapi answers with a 400 and the
+message; nothing here may let a malformed request become a 500.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import sqlalchemy as sa
+from dateutil import parser as dateparser
+from pygeoapi.provider.base import ProviderInvalidQueryError
+from pygeofilter import ast, values
+
+ISO = '%Y-%m-%dT%H:%M:%SZ'
+
+
+def bad(msg: str) -> ProviderInvalidQueryError:
+    return ProviderInvalidQueryError(msg=msg, user_msg=msg)
+
+
+def iso(value) -> str:
+    """An RFC 3339 string, date or datetime as the index's UTC text form."""
+    if isinstance(value, str):
+        try:
+            value = dateparser.isoparse(value)
+        except ValueError:
+            raise bad(f'not an RFC 3339 date-time: {value!r}') from None
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.strftime(ISO)
+    if isinstance(value, date):
+        return value.strftime('%Y-%m-%dT00:00:00Z')
+    raise bad(f'not a date-time: {value!r}')
+
+
+def time_range(datetime_: str | None) -> tuple[str | None, str | None] | None:
+    """OGC datetime (instant, a/b, ../b, a/..) as an inclusive (start, end) in index form.
+
+    A date without a time stands for that whole day.
+    """
+    if not datetime_:
+        return None
+    parts = datetime_.split('/')
+    if len(parts) > 2:
+        raise bad(f'datetime must be an instant or an interval a/b: {datetime_!r}')
+    if len(parts) == 1:
+        start = iso(parts[0])
+        if 'T' not in parts[0].upper():
+            return start, start[:10] + 'T23:59:59Z'
+        return start, start
+    lo, hi = (p.strip() for p in parts)
+    start = None if lo in ('', '..') else iso(lo)
+    end = None if hi in ('', '..') else iso(hi)
+    if end and 'T' not in hi.upper():
+        end = end[:10] + 'T23:59:59Z'
+    if start and end and start > end:
+        raise bad(f'datetime interval ends before it starts: {datetime_!r}')
+    return start, end
+
+
+def instant_clause(col, rng):
+    start, end = rng
+    clauses = [col.isnot(None)]
+    if start:
+        clauses.append(col >= start)
+    if end:
+        clauses.append(col <= end)
+    return sa.and_(*clauses)
+
+
+def extent_clause(tmin, tmax, rng):
+    """Rows whose [tmin, tmax] overlaps the range."""
+    start, end = rng
+    clauses = []
+    if start:
+        clauses.append(tmax >= start)
+    if end:
+        clauses.append(tmin <= end)
+    return sa.and_(*clauses) if clauses else sa.true()
+
+
+def coerce(value, kind: str):
+    try:
+        if kind == 'integer':
+            return int(value)
+        if kind == 'number':
+            return float(value)
+    except (TypeError, ValueError):
+        raise bad(f'{value!r} is not a {kind}') from None
+    return str(value)
+
+
+class CQL:
+    """pygeofilter AST -> SQLAlchemy clause over mapped columns (bound parameters only)."""
+
+    def __init__(self, fields: dict, bbox_clause, time_col):
+        self.fields = fields              # public name -> (column, type)
+        self.bbox_clause = bbox_clause    # callable([minx, miny, maxx, maxy]) -> clause
+        self.time_col = time_col
+
+    def col(self, node):
+        if not isinstance(node, ast.Attribute):
+            raise bad('the left side of a comparison must be a queryable property')
+        if node.name not in self.fields:
+            raise bad(f'{node.name!r} is not a queryable of this collection')
+        return self.fields[node.name]
+
+    def val(self, node, kind='string'):
+        if isinstance(node, ast.Function) and node.name.upper() in ('TIMESTAMP', 'DATE'):
+            return iso(node.arguments[0])
+        if isinstance(node, (datetime, date)):
+            return iso(node)
+        if isinstance(node, values.Interval):
+            raise bad('intervals are only valid in temporal predicates')
+        if isinstance(node, (ast.Node, values.Geometry, values.Envelope)):
+            raise bad(f'unsupported value in filter: {node}')
+        return coerce(node, kind) if kind in ('integer', 'number') and not isinstance(
+            node, (int, float)) else node
+
+    def __call__(self, node):
+        if isinstance(node, ast.And):
+            return sa.and_(self(node.lhs), self(node.rhs))
+        if isinstance(node, ast.Or):
+            return sa.or_(self(node.lhs), self(node.rhs))
+        if isinstance(node, ast.Not):
+            return sa.not_(self(node.sub_node))
+        if isinstance(node, ast.Comparison):
+            col, kind = self.col(node.lhs)
+            v = self.val(node.rhs, kind)
+            return {'=': col.__eq__, '<>': col.__ne__, '<': col.__lt__, '<=': col.__le__,
+                    '>': col.__gt__, '>=': col.__ge__}[node.op.value](v)
+        if isinstance(node, ast.Between):
+            col, kind = self.col(node.lhs)
+            c = col.between(self.val(node.low, kind), self.val(node.high, kind))
+            return sa.not_(c) if node.not_ else c
+        if isinstance(node, ast.Like):
+            col, _ = self.col(node.lhs)
+            pattern = node.pattern.replace(node.wildcard, '%').replace(node.singlechar, '_')
+            c = sa.func.lower(col).like(pattern.lower()) if node.nocase else col.like(pattern)
+            return sa.not_(c) if node.not_ else c
+        if isinstance(node, ast.In):
+            col, kind = self.col(node.lhs)
+            c = col.in_([self.val(v, kind) for v in node.sub_nodes])
+            return sa.not_(c) if node.not_ else c
+        if isinstance(node, ast.IsNull):
+            col, _ = self.col(node.lhs)
+            return col.isnot(None) if node.not_ else col.is_(None)
+        if isinstance(node, ast.BBox):
+            return self.bbox_clause([node.minx, node.miny, node.maxx, node.maxy])
+        if isinstance(node, (ast.GeometryIntersects, ast.GeometryWithin)):
+            return self.bbox_clause(self._rectangle(node.rhs))
+        if isinstance(node, ast.TemporalPredicate):
+            return self._temporal(node)
+        raise bad(f'unsupported filter operation: {type(node).__name__}')
+
+    @staticmethod
+    def _rectangle(geom):
+        """Point data meets a rectangle exactly by its bounds; other shapes are refused."""
+        from shapely.geometry import box, shape
+        if isinstance(geom, values.Envelope):
+            return [geom.x1, geom.y1, geom.x2, geom.y2]
+        try:
+            shp = shape(geom.geometry if hasattr(geom, 'geometry') else geom)
+        except Exception:
+            raise bad('unreadable geometry in filter') from None
+        if shp.geom_type == 'Point':
+            return list(shp.bounds)
+        if not shp.equals(box(*shp.bounds)):
+            raise bad('spatial filters accept a point, an envelope or a rectangle polygon')
+        return list(shp.bounds)
+
+    def _temporal(self, node):
+        col = self.col(node.lhs)[0] if isinstance(node.lhs, ast.Attribute) else self.time_col
+        rhs = node.rhs
+        if isinstance(rhs, values.Interval):
+            lo = None if rhs.start in (None, '..') else iso(rhs.start)
+            hi = None if rhs.end in (None, '..') else iso(rhs.end)
+        else:
+            lo = hi = self.val(rhs)
+        if isinstance(node, ast.TimeAfter):
+            return col > (hi or lo)
+        if isinstance(node, ast.TimeBefore):
+            return col < (lo or hi)
+        if isinstance(node, (ast.TimeDuring, ast.TimeEquals)) or \
+                type(node).__name__ == 'TimeIntersects':
+            return instant_clause(col, (lo, hi))
+        raise bad(f'unsupported temporal operation: {type(node).__name__}')
