@@ -49,6 +49,8 @@ def status_info(row: dict, base_url: str) -> dict:
         'progress': row.get('progress') or 0,
         'created': iso(row['created']), 'started': iso(row.get('started')),
         'finished': iso(row.get('finished')), 'updated': iso(row.get('updated')),
+        # beyond the standard: who started it and where it ran (the operator's questions)
+        'user': row.get('owner'), 'worker': row.get('worker'), 'attempts': row.get('attempts'),
         'links': [
             {'href': job_url, 'rel': 'self', 'type': 'application/json', 'title': 'job status'},
             {'href': f'{job_url}?f=html', 'rel': 'alternate', 'type': 'text/html',

@@ -129,3 +129,10 @@ def static_server(bdi_data):
     thread.start()
     yield f'http://127.0.0.1:{httpd.server_address[1]}'
     httpd.shutdown()
+
+
+@pytest.fixture
+def server_factory():
+    """`start_server` for tests that need their own server (restarts, faults, other settings):
+    `with server_factory(tmp_path / 'home', extra_env={...}) as server: ...`"""
+    return start_server

@@ -41,25 +41,30 @@ def _prepared(settings: Settings) -> None:
 
 
 class Supervisor:
-    """Starts children in their own process groups and stops them all, whatever happens."""
+    """Starts children in their own process groups, restarts the restartable ones when they
+    die (a worker killed by the OOM killer or kill -9), and stops them all on the way out."""
+
+    MAX_RESTARTS = 5            # within RESTART_WINDOW seconds, then give up and stop
+    RESTART_WINDOW = 60.0
 
     def __init__(self):
-        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.children: list[list] = []     # [name, proc, argv, env, restartable, restarts]
         self.stopping = False
 
-    def start(self, name: str, argv: list[str], env: dict) -> subprocess.Popen:
+    def start(self, name: str, argv: list[str], env: dict,
+              restartable: bool = False) -> subprocess.Popen:
         proc = subprocess.Popen(argv, env=env, start_new_session=True)
-        self.children.append((name, proc))
+        self.children.append([name, proc, argv, env, restartable, []])
         return proc
 
     def stop(self, *_args) -> None:
         if self.stopping:
             return
         self.stopping = True
-        for _, proc in reversed(self.children):
+        for _, proc, *_rest in reversed(self.children):
             _signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + 15
-        for _, proc in reversed(self.children):
+        for _, proc, *_rest in reversed(self.children):
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -70,11 +75,22 @@ class Supervisor:
     def watch(self) -> int:
         """Wait until a stop signal or until a child dies; answer the exit code."""
         while not self.stopping:
-            for name, proc in self.children:
-                if proc.poll() is not None:
-                    click.echo(f'vre: {name} exited with code {proc.returncode}; stopping', err=True)
-                    self.stop()
-                    return 1
+            for child in self.children:
+                name, proc, argv, env, restartable, restarts = child
+                if proc.poll() is None or self.stopping:
+                    continue
+                now = time.monotonic()
+                restarts[:] = [t for t in restarts if now - t < self.RESTART_WINDOW]
+                if restartable and len(restarts) < self.MAX_RESTARTS:
+                    click.echo(f'vre: {name} exited with code {proc.returncode}; restarting',
+                               err=True)
+                    _signal_group(proc, signal.SIGKILL)      # leave none of its children
+                    restarts.append(now)
+                    child[1] = subprocess.Popen(argv, env=env, start_new_session=True)
+                    continue
+                click.echo(f'vre: {name} exited with code {proc.returncode}; stopping', err=True)
+                self.stop()
+                return 1
             time.sleep(0.3)
         return 0
 
@@ -129,13 +145,14 @@ def serve(host, port, home):
         _requeue_accepted(settings)
         cores = os.cpu_count() or 1
         sup.start('celery worker', celery_worker_argv(
-            settings, beat=True, concurrency=settings.worker_concurrency or cores), env)
+            settings, beat=True, concurrency=settings.worker_concurrency or cores), env,
+            restartable=True)
         sup.start('web server', [sys.executable, '-m', 'gunicorn', 'vre.wsgi:app',
                                  '--bind', f'{settings.host}:{settings.port}',
                                  '--workers', str(settings.web_workers), '--threads', '8',
                                  '--worker-class', 'gthread', '--graceful-timeout', '5',
                                  '--timeout', str(settings.job_timeout + 60),
-                                 '--log-level', 'warning'], env)
+                                 '--log-level', 'warning'], env, restartable=True)
         click.echo(f'vre: serving {settings.url} (users file {settings.users_file}, '
                    f'job store {settings.jobs_db_url}, broker {settings.redis_url})')
         code = sup.watch()
