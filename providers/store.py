@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 META = sa.MetaData()
 
-_SPATIAL = [sa.Column('minx', sa.Float), sa.Column('miny', sa.Float),
-            sa.Column('maxx', sa.Float), sa.Column('maxy', sa.Float)]
+def _spatial():
+    return [sa.Column(n, sa.Float) for n in ('minx', 'miny', 'maxx', 'maxy')]
 
 BDI = sa.Table(
     'bdi', META,
@@ -31,7 +31,7 @@ COLLECTION = sa.Table(
     sa.Column('bdi', sa.String(64), index=True),
     sa.Column('title', sa.Text), sa.Column('description', sa.Text),
     sa.Column('keywords', sa.Text), sa.Column('type', sa.String(64)),
-    *[c.copy() for c in _SPATIAL],
+    *_spatial(),
     sa.Column('tmin', sa.String(32), index=True), sa.Column('tmax', sa.String(32), index=True),
     sa.Column('license', sa.Text), sa.Column('citation', sa.Text),
     sa.Column('url', sa.Text), sa.Column('extra', sa.Text))
@@ -44,7 +44,7 @@ GRANULE = sa.Table(
     sa.Column('collection', sa.String(255), index=True),
     sa.Column('path', sa.Text), sa.Column('url', sa.Text), sa.Column('title', sa.Text),
     sa.Column('type', sa.String(64)),
-    *[c.copy() for c in _SPATIAL],
+    *_spatial(),
     sa.Column('tmin', sa.String(32), index=True), sa.Column('tmax', sa.String(32), index=True),
     sa.Column('platform', sa.String(64), index=True), sa.Column('parameters', sa.Text),
     sa.Column('data_mode', sa.String(16)), sa.Column('taxon', sa.Text), sa.Column('qc', sa.Text),

@@ -7,7 +7,7 @@ Keys read (all optional) under `vre: storage:`::
     catalogue: sqlite:///...          # SQLAlchemy URL of the file catalogue
     workspace: {sites: [dir or fsspec URL, ...], replicas: 2, compress_level: 3}
     dataspace: {root: dir, quota: bytes}
-    volatile: {root: dir, max_ttl: seconds, default_ttl: seconds}
+    volatile: {root: dir, max_ttl: seconds, default_ttl: seconds, purge_every: seconds}
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ class StorageConfig:
     volatile_root: Path = Path()
     max_ttl: int = 24 * 3600
     default_ttl: int = 24 * 3600
+    purge_every: float = 600
 
     @classmethod
     def build(cls, settings, config: dict | None = None) -> 'StorageConfig':
@@ -57,4 +58,5 @@ class StorageConfig:
             volatile_root=Path(vo.get('root') or root / 'volatile'),
             max_ttl=max_ttl,
             default_ttl=min(int(vo.get('default_ttl', max_ttl)), max_ttl),
+            purge_every=float(vo.get('purge_every', 600)),
         )

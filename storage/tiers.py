@@ -156,13 +156,19 @@ class Tier:
 
     def need(self, user, space: str, path: str, mode: str) -> str:
         """Raise unless `user` has at least `mode`; someone with no access at all gets 404,
-        so that other users' files are not even confirmed to exist."""
+        so that other users' files are not even confirmed to exist. Bad names give 400."""
+        self.check_space(space)
+        clean_path(path)
         got = self.access(user, space, path)
         if got is None:
             raise NotFound(f'no such file or folder: {self.name}/{space}/{path}'.rstrip('/'))
         if MODES[got] < MODES[mode]:
             raise Forbidden(f'{mode} access needed on {self.name}/{space}/{path}')
         return got
+
+    def check_space(self, space: str) -> None:
+        if not space or clean_path(space) != space or '/' in space:
+            raise BadPath(f'bad space name: {space!r}')
 
     def url_for(self, f: StoredFile) -> str:
         return f'{self.cfg.base_url}/storage/{self.name}/{quote(f.owner)}/{quote(f.path)}'
@@ -485,6 +491,9 @@ class Dataspace(Tier):
         if user is not None and space.startswith('@') and space[1:] in user.groups:
             return 'write'
         return super().access(user, space, path)
+
+    def check_space(self, space: str) -> None:
+        self.space_root(space)
 
     def space_root(self, space: str) -> Path:
         if space.startswith('@'):

@@ -1,0 +1,137 @@
+"""Fixtures for the BDI tests: the samples served at the live services' paths, and a real
+`vre serve` whose index was harvested from the mirror (../shared/data/bdi)."""
+from __future__ import annotations
+
+import email.utils
+
+import http.server
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+
+def _root_conftest():
+    # 'tests' as a package name is taken by an installed distribution; load ours by path
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'vre_root_conftest', Path(__file__).resolve().parents[1] / 'conftest.py')
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_ROOT = _root_conftest()
+BDI_DATA, VRE, start_server = _ROOT.BDI_DATA, _ROOT.VRE, _ROOT.start_server
+
+
+def _obis_manifest() -> dict[str, Path]:
+    entries = json.loads((BDI_DATA / 'obis/api_v3/MANIFEST.json').read_text())
+    out = {}
+    for e in entries:
+        parts = urlsplit(e['uri'])
+        out[parts.path + ('?' + parts.query if parts.query else '')] = \
+            BDI_DATA / 'obis/api_v3' / e['file']
+    return out
+
+
+def _dwca_zip(folder: Path) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, 'w') as zf:
+        for p in sorted(folder.iterdir()):
+            zf.writestr(p.name, p.read_bytes())
+    return buf.getvalue()
+
+
+class LiveHandler(http.server.BaseHTTPRequestHandler):
+    """Answers as the live BDIs do, from the recorded samples:
+    /argo/...   GDAC root (index files at the root, dac/ tree),
+    /obis/v3/.. OBIS API v3 (exact recorded URIs from MANIFEST.json),
+    /eurobis/archive.do?r=NAME  the EurOBIS IPT's DwC-A zip."""
+
+    obis = None
+
+    def log_message(self, *args):
+        pass
+
+    def _resolve(self) -> tuple[bytes, float] | None:
+        path = self.path
+        if path.startswith('/argo/'):
+            rel = path[len('/argo/'):].split('?')[0]
+            for cand in (BDI_DATA / 'argo' / rel, BDI_DATA / 'argo/index' / rel):
+                if cand.is_file():
+                    return cand.read_bytes(), cand.stat().st_mtime
+            return None
+        if path.startswith('/obis/'):
+            f = self.obis.get(path[len('/obis'):])
+            return (f.read_bytes(), f.stat().st_mtime) if f and f.is_file() else None
+        if path.startswith('/eurobis/archive.do?r='):
+            folder = BDI_DATA / 'eurobis' / path.split('=', 1)[1]
+            if folder.is_dir() and '/' not in path.split('=', 1)[1]:
+                return _dwca_zip(folder), max(p.stat().st_mtime for p in folder.iterdir())
+        return None
+
+    def _answer(self, body: bool):
+        found = self._resolve()
+        if found is None:
+            self.send_response(404)
+            self.send_header('Content-Length', '0')
+            self.end_headers()
+            return
+        data, mtime = found
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(data)))
+        self.send_header('Last-Modified', email.utils.formatdate(mtime, usegmt=True))
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def do_GET(self):
+        self._answer(True)
+
+    def do_HEAD(self):
+        self._answer(False)
+
+
+@pytest.fixture(scope='session')
+def live_bdis(bdi_data):
+    """Base URL of a loopback server answering at the BDIs' live paths."""
+    LiveHandler.obis = _obis_manifest()
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), LiveHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f'http://127.0.0.1:{httpd.server_address[1]}'
+    httpd.shutdown()
+
+
+def run_harvest(home: Path, *args: str) -> dict:
+    """`vre harvest ... --json` in a child process with VRE_HOME=home; the parsed report."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('VRE_', 'PYGEOAPI_'))}
+    env['VRE_HOME'] = str(home)
+    proc = subprocess.run([VRE, 'harvest', *args, '--json'], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope='module')
+def bdi_server(tmp_path_factory, bdi_data):
+    """A real server whose index was harvested from the shared mirror."""
+    home = tmp_path_factory.mktemp('bdi') / 'home'
+    home.mkdir(parents=True)
+    report = run_harvest(home, '--mirror', str(bdi_data))
+    with start_server(home) as server:
+        server.harvest_report = report
+        yield server
+
+
+@pytest.fixture
+def index_url(tmp_path):
+    return f'sqlite:///{tmp_path}/index.sqlite'
