@@ -43,6 +43,19 @@ class _Base:
         except StorageError as err:
             raise _dav_error(err) from None
 
+    def delete(self):
+        self._need('write')
+        try:
+            self.ws.delete(self.space, self.rel)
+        except StorageError as err:
+            raise _dav_error(err) from None
+
+    def support_recursive_move(self, dest_path):
+        return True
+
+    def move_recursive(self, dest_path):
+        _move(self, dest_path)
+
 
 class Root(DAVCollection):
     """The spaces a user can reach: their own and those of users who shared with them."""
@@ -98,19 +111,6 @@ class Folder(_Base, DAVCollection):
 
     def support_recursive_delete(self):
         return True
-
-    def delete(self):
-        self._need('write')
-        try:
-            self.ws.delete(self.space, self.rel)
-        except StorageError as err:
-            raise _dav_error(err) from None
-
-    def support_recursive_move(self, dest_path):
-        return True
-
-    def move_recursive(self, dest_path):
-        _move(self, dest_path)
 
     def copy_move_single(self, dest_path, *, is_move):
         dest = Folder(dest_path, self.environ)
@@ -184,19 +184,6 @@ class File(_Base, DAVNonCollection):
             raise _dav_error(err) from None
         finally:
             spool.close()
-
-    def delete(self):
-        self._need('write')
-        try:
-            self.ws.delete(self.space, self.rel)
-        except StorageError as err:
-            raise _dav_error(err) from None
-
-    def support_recursive_move(self, dest_path):
-        return True
-
-    def move_recursive(self, dest_path):
-        _move(self, dest_path)
 
     def copy_move_single(self, dest_path, *, is_move):
         if is_move:
