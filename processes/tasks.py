@@ -19,12 +19,12 @@ def _runner():
     return JobRunner(manager, settings.url, settings.max_body_bytes * 10)
 
 
-@celery_app.task(name='processes.tasks.run_job')
+@celery_app.task(name='processes.tasks.run_job', ignore_result=True)  # the job store has it
 def run_job(job_id: str) -> str:
     return _runner().run(job_id)
 
 
-@celery_app.task(name='processes.tasks.reap_jobs')
+@celery_app.task(name='processes.tasks.reap_jobs', ignore_result=True)
 def reap_jobs() -> None:
     _runner().manager.reap(force=True)
 
