@@ -9,6 +9,7 @@ import json
 import logging
 
 from flask import Response
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
 LOGGER = logging.getLogger(__name__)
@@ -65,6 +66,27 @@ def install_error_handlers(app) -> None:
         types = {404: NOT_FOUND, 413: TOO_LARGE, 401: UNAUTHORIZED, 403: FORBIDDEN}
         return problem_response(APIError(err.code or 500, types.get(err.code, BAD_REQUEST),
                                          err.description or err.name, title=err.name))
+
+    @app.after_request
+    def _pygeoapi_errors_as_problems(resp: Response):
+        """pygeoapi answers errors as {code, description}; OGC API asks for problem+json."""
+        if not isinstance(resp.headers, Headers):     # pygeoapi assigns a plain dict
+            resp.headers = Headers(list(resp.headers.items()))
+        if resp.status_code < 400 or resp.mimetype != 'application/json' or resp.is_streamed:
+            return resp
+        try:
+            body = json.loads(resp.get_data())
+        except ValueError:
+            return resp
+        if not isinstance(body, dict) or 'code' not in body or 'description' not in body:
+            return resp
+        types = {404: NOT_FOUND, 401: UNAUTHORIZED, 403: FORBIDDEN}
+        type_ = types.get(resp.status_code, SERVER_ERROR if resp.status_code >= 500 else BAD_REQUEST)
+        problem = {'type': type_, 'title': str(body['code']), 'status': resp.status_code,
+                   'detail': str(body['description']), 'code': body['code']}
+        resp.set_data(json.dumps(problem))
+        resp.mimetype = 'application/problem+json'
+        return resp
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):
