@@ -189,3 +189,16 @@ def test_owslib_sees_exception_for_bad_execute(vre_server):
     with pytest.raises(ServiceException) as err:
         client(vre_server).execute('echo', [('pause', '1')], mode=SYNC)
     assert 'MissingParameterValue' in str(err.value) and 'echoInput' in str(err.value)
+
+
+def test_post_describe_and_form_encoded_kvp(vre_server):
+    body = (f'<wps:DescribeProcess xmlns:wps="{WPS[1:-1]}" xmlns:ows="{OWS[1:-1]}" '
+            'service="WPS" version="1.0.0"><ows:Identifier>echo</ows:Identifier>'
+            '<ows:Identifier>ocean-heat-content</ows:Identifier></wps:DescribeProcess>')
+    root = etree.fromstring(requests.post(f'{vre_server.url}/wps', data=body).content)
+    assert [p.findtext(f'{OWS}Identifier') for p in root.findall('ProcessDescription')] == [
+        'echo', 'ocean-heat-content']
+    form = requests.post(f'{vre_server.url}/wps', data={
+        'service': 'WPS', 'request': 'Execute', 'version': '1.0.0', 'identifier': 'echo',
+        'DataInputs': 'echoInput=posted', 'RawDataOutput': 'echoOutput'})
+    assert form.status_code == 200 and form.text == 'posted'
