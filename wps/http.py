@@ -106,6 +106,12 @@ class WPSService:
         version = '1.0.0'
         try:
             version = _guess_version()
+            if request.method not in ('GET', 'POST'):
+                resp = exception_report(WPSError(
+                    'OperationNotSupported', f'{request.method} is not used by WPS; send GET '
+                    '(KVP) or POST (XML)', 'method', status=405), version)
+                resp.headers['Allow'] = 'GET, POST'
+                return resp
             if request.method == 'POST' and request.mimetype == \
                     'application/x-www-form-urlencoded':
                 call = parse_kvp(request.form)
@@ -224,5 +230,6 @@ class WPSService:
 def register(app, api, settings) -> None:
     service = WPSService(api, settings)
     app.extensions['vre_wps'] = service
-    app.add_url_rule('/wps', 'vre_wps', service.handle, methods=['GET', 'POST'])
+    app.add_url_rule('/wps', 'vre_wps', service.handle,
+                     methods=['GET', 'POST', 'PUT', 'DELETE', 'PATCH'])
     app.add_url_rule('/wps/status/<job_id>', 'vre_wps_status', service.status_document)

@@ -14,6 +14,7 @@ from pywps.response.describe import DescribeResponse
 
 from processes.documents import iso
 from wps.errors import OWS11, WPSError, invalid, report_element
+from wps.execute import failure
 from wps.processes import is_complex, literal_type
 from wps.requests import WPS10
 
@@ -84,9 +85,7 @@ def execute_response(row: dict, metadata: dict, base_url: str, status_url: str |
     state = STATUS.get(row['status'], 'ProcessAccepted')
     el = etree.SubElement(status, W + state)
     if state == 'ProcessFailed':
-        from wps.execute import failure
-        err = failure(row)
-        el.append(report_element(err, '1.0.0'))
+        el.append(report_element(failure(row), '1.0.0'))
     else:
         el.text = row.get('message') or state
         if state == 'ProcessStarted':

@@ -167,3 +167,9 @@ def test_body_over_the_limit(vre_server):
 def test_unknown_status_location(vre_server):
     resp = requests.get(f'{vre_server.url}/wps/status/0000')
     check_report(resp, 404, 'NoSuchJob')
+
+
+def test_other_methods_are_refused(vre_server):
+    resp = requests.delete(f'{vre_server.url}/wps')
+    check_report(resp, 405, 'OperationNotSupported', 'method')
+    assert resp.headers['Allow'] == 'GET, POST'
