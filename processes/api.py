@@ -190,6 +190,27 @@ class ProcessesAPI:
             return self._html('jobs/results/index.html', {'job': {'id': job_id}, 'result': doc})
         return _json(doc)
 
+    def definition(self, job_id):
+        """The execution request of the job: POST it again to re-run the job."""
+        row = self.job_for_request(job_id)
+        body = dict(row['request'] or {})
+        body['process'] = f"{self.base_url}/processes/{row['process_id']}"
+        return _json(body)
+
+    def provenance(self, job_id):
+        """W3C PROV of the job: PROV-JSON by default, PROV-N and PROV-XML on request."""
+        from processes.provenance import PROV_TYPES, job_provenance, serialize
+        row = self.job_for_request(job_id)
+        fmt = request.args.get('f')
+        if fmt is None:
+            best = request.accept_mimetypes.best_match(list(PROV_TYPES.values()))
+            fmt = next((k for k, v in PROV_TYPES.items() if v == best), 'json')
+        if fmt not in PROV_TYPES:
+            raise APIError(400, BAD_REQUEST, f'f={fmt}: use one of {sorted(PROV_TYPES)}')
+        version = self._metadata.get(row['process_id'], {}).get('version', '')
+        doc = job_provenance(row, self.base_url, version)
+        return Response(serialize(doc, fmt), mimetype=PROV_TYPES[fmt])
+
     def output_file(self, job_id, name):
         row = self.job_for_request(job_id)
         result = (row['results'] or {}).get(name)
@@ -313,6 +334,8 @@ def register(app, api, settings) -> None:
     app.view_functions['pygeoapi.get_jobs'] = handlers.jobs
     app.view_functions['pygeoapi.get_job_result'] = handlers.results
     app.add_url_rule('/jobs/<job_id>/outputs/<name>', 'vre_job_output', handlers.output_file)
+    app.add_url_rule('/jobs/<job_id>/definition', 'vre_job_definition', handlers.definition)
+    app.add_url_rule('/jobs/<job_id>/prov', 'vre_job_prov', handlers.provenance)
 
 
 def extend_openapi(oas: dict) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import shutil
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,6 +36,7 @@ class JobContext:
     workdir: Path
     max_input_bytes: int
     report: Callable[[int, str], None]
+    used: list = field(default_factory=list)   # inputs read by reference, for provenance
 
     def progress(self, percent: int, message: str = '') -> None:
         self.report(int(max(0, min(100, percent))), message)
@@ -65,13 +67,17 @@ class JobContext:
                 if resp.status_code != 200:
                     raise InputError(f'{href} answered HTTP {resp.status_code}')
                 size = 0
+                digest = hashlib.sha256()
                 with target.open('wb') as fh:
                     for chunk in resp.iter_content(1 << 20):
                         size += len(chunk)
                         if size > self.max_input_bytes:
                             raise InputError(f'{href} is larger than the input limit '
                                              f'({self.max_input_bytes} bytes)')
+                        digest.update(chunk)
                         fh.write(chunk)
+                self.used.append({'href': href, 'sha256': digest.hexdigest(), 'bytes': size,
+                                  'mediaType': resp.headers.get('Content-Type')})
         except requests.RequestException as err:
             raise InputError(f'{href} could not be read: {type(err).__name__}') from None
 

@@ -3,6 +3,7 @@ call the subscriber back. Everything it needs is in the job store row."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -93,8 +94,10 @@ class JobRunner:
             return self._fail(row, f'process error: {type(err).__name__}: {err}', subscriber)
         finally:
             beat.stop.set()
+        meta = dict(row.get('meta') or {}, used=ctx.used)
         if not store.update(job_id, only_if_status=['running'], status='successful',
-                            finished=utcnow(), progress=100, message='done', results=results):
+                            finished=utcnow(), progress=100, message='done', results=results,
+                            meta=meta):
             shutil.rmtree(workdir, ignore_errors=True)   # dismissed while running
             return 'dismissed'
         _notify(subscriber.get('successUri'), documents.results_document(results))
@@ -153,4 +156,18 @@ class JobRunner:
                                      'path': str(out.path)}
             else:
                 results[name] = {'value': out.value, 'mediaType': media}
+        for r in results.values():
+            r['sha256'] = _sha256(r)
         return results
+
+
+def _sha256(result: dict) -> str:
+    """Checksum of an output as delivered: the file, or the JSON of the value."""
+    digest = hashlib.sha256()
+    if result.get('path'):
+        with open(result['path'], 'rb') as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b''):
+                digest.update(chunk)
+    else:
+        digest.update(json.dumps(result['value'], sort_keys=True).encode())
+    return digest.hexdigest()

@@ -8,7 +8,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from conftest import REPO, VRE
+from serverkit import REPO, VRE
 
 
 def test_errors_are_problem_json_everywhere(vre_server):

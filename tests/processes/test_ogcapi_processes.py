@@ -326,3 +326,53 @@ def test_failed_job_reports_reason(vre_server, static_server):
     sync = execute(vre_server, 'ocean-heat-content',
                    {'inputs': {'profiles': {'href': f'{static_server}/argo/no-such-file.nc'}}})
     assert sync.status_code == 400 and '404' in sync.json()['detail']
+
+
+def test_definition_rerun_reproduces_outputs(vre_server, static_server):
+    body = {'inputs': {'profiles': {'href': f'{static_server}/argo/dac/bodc/6901929/profiles/'
+                                            'D6901929_004.nc'}, 'max_pressure': 300},
+            'outputs': {'ohc': {'transmissionMode': 'reference'}, 'summary': {}},
+            'response': 'document'}
+    first = execute(vre_server, 'ocean-heat-content', body)
+    job_id = first.headers['Location'].rsplit('/', 1)[-1]
+    definition = requests.get(f'{vre_server.url}/jobs/{job_id}/definition').json()
+    assert definition['inputs'] == body['inputs']
+    assert definition['process'].endswith('/processes/ocean-heat-content')
+    again = execute(vre_server, 'ocean-heat-content', definition)
+    assert again.status_code == 200
+    again_id = again.headers['Location'].rsplit('/', 1)[-1]
+    assert again.json()['summary'] == first.json()['summary']
+    sums = []
+    for jid in (job_id, again_id):
+        prov = requests.get(f'{vre_server.url}/jobs/{jid}/prov').json()
+        outputs = {e['vre:output']: e['vre:sha256'] for e in prov['entity'].values()
+                   if 'vre:output' in e}
+        sums.append(outputs)
+    assert sums[0] == sums[1] and len(sums[0]['ohc']) == 64
+
+
+def test_provenance_formats_and_content(vre_server, static_server, bdi_data):
+    import hashlib
+    sample = 'argo/dac/bodc/6901929/profiles/D6901929_005.nc'
+    r = execute(vre_server, 'ocean-heat-content',
+                {'inputs': {'profiles': {'href': f'{static_server}/{sample}'}}, 'response': 'document'},
+                user='alice')
+    job_id = r.headers['Location'].rsplit('/', 1)[-1]
+    h = vre_server.auth('alice')
+    prov = requests.get(f'{vre_server.url}/jobs/{job_id}/prov', headers=h)
+    assert prov.headers['Content-Type'].startswith('application/json')
+    doc = prov.json()
+    entities = list(doc['entity'].values())
+    used = [e for e in entities if e.get('prov:location') == f'{static_server}/{sample}']
+    assert used and used[0]['vre:sha256'] == hashlib.sha256((bdi_data / sample).read_bytes()).hexdigest()
+    agents = list(doc['agent'])
+    assert any(a.endswith('alice') for a in agents)
+    assert 'used' in doc and 'wasGeneratedBy' in doc and 'wasAssociatedWith' in doc
+    provn = requests.get(f'{vre_server.url}/jobs/{job_id}/prov',
+                         headers={**h, 'Accept': 'text/provenance-notation'})
+    assert provn.text.startswith('document') and 'wasAssociatedWith' in provn.text
+    xml = requests.get(f'{vre_server.url}/jobs/{job_id}/prov?f=xml', headers=h)
+    assert xml.headers['Content-Type'].startswith('application/provenance+xml')
+    assert '<prov:document' in xml.text
+    assert requests.get(f'{vre_server.url}/jobs/{job_id}/prov',
+                        headers=vre_server.auth('bob')).status_code == 404

@@ -11,7 +11,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import REPO, start_server
+from serverkit import REPO, start_server
 
 QUOTA, MAX_TTL = 200_000, 3
 STORAGE = {'dataspace': {'quota': QUOTA},
@@ -143,7 +143,7 @@ def test_volatile_expiry_no_listing_and_purge(srv):
     while any(f for _, _, f in os.walk(vol)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not any(f for _, _, f in os.walk(vol))
-    assert requests.get(cap).status_code == 404
+    assert requests.get(cap).status_code == 410                        # still said clearly
 
 
 def test_dataspace_quota_and_group_folder(srv):
