@@ -8,6 +8,7 @@ import unicodedata
 
 from sqlalchemy import (Float, Integer, String, Text, UniqueConstraint, create_engine, event,
                         select)
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from storage.errors import BadPath
@@ -86,7 +87,13 @@ class Catalogue:
                 cur.execute('PRAGMA journal_mode=WAL')
                 cur.execute('PRAGMA busy_timeout=15000')
                 cur.close()
-        Base.metadata.create_all(self.engine)
+        for attempt in range(5):   # web workers start together: another may win the race
+            try:
+                Base.metadata.create_all(self.engine)
+                break
+            except OperationalError as err:
+                if 'already exists' not in str(err) or attempt == 4:
+                    raise
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)

@@ -9,15 +9,19 @@ LOGGER = logging.getLogger(__name__)
 _TIERS = []
 
 
-def worker_tiers():
-    """The tiers of this worker process, built once from the settings and the config."""
-    if not _TIERS:
-        from vre.config import load_config
-        from vre.settings import load_settings
+def _settings_and_config():
+    from vre.config import load_config
+    from vre.settings import load_settings
+    settings = load_settings()
+    return settings, load_config(settings)
 
+
+def worker_tiers():
+    """The tiers of this worker process, built on first use (after the fork, so no SQLite
+    connection is shared between processes)."""
+    if not _TIERS:
         from storage.tiers import open_tiers
-        settings = load_settings()
-        _TIERS.append(open_tiers(settings, load_config(settings)))
+        _TIERS.append(open_tiers(*_settings_and_config()))
     return _TIERS[0]
 
 
@@ -31,16 +35,17 @@ def purge_volatile() -> int:
 
 def _schedule(sender, **_):
     """Purge every `vre.storage.volatile.purge_every` seconds (default 600)."""
+    from storage.config import StorageConfig
     try:
-        every = worker_tiers().cfg.purge_every
+        every = StorageConfig.build(*_settings_and_config()).purge_every
     except Exception as err:  # a broken config must not stop the worker; say why
         LOGGER.error('storage purge not scheduled: %s', err)
         return
     sender.add_periodic_task(float(every), purge_volatile.s(), name='purge expired volatile files')
 
 
-# The worker imports this module after the app may already be configured, when
-# on_after_configure has fired: then add the entry at once.
+# The worker may import this module after the app is configured, when on_after_configure
+# has already fired: then add the entry at once.
 if celery_app.configured:
     _schedule(celery_app)
 else:

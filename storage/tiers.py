@@ -32,6 +32,7 @@ from storage.errors import (BadPath, Conflict, DiskFull, Forbidden, Gone, Incomp
 from storage.replicas import CHUNK, ReplicaStore
 
 META_KEYS = ('licence', 'citation', 'provenance')
+TOMBSTONE = 7 * 24 * 3600   # how long an expired volatile URL still answers 410
 MODES = {None: 0, 'read': 1, 'write': 2, 'owner': 3}
 
 
@@ -684,15 +685,17 @@ class Volatile(Tier):
         return 1
 
     def purge(self, now: float | None = None) -> int:
-        """Delete every expired file; returns how many."""
+        """Delete the bytes of every expired file; returns how many. The row stays a week
+        as a tombstone, so the URL keeps answering 410 Gone rather than 404."""
         now = now or time.time()
-        rows = self.cat.rows(select(FileRow).where(FileRow.tier == self.name,
-                                                   FileRow.expires <= now))
-        for row in rows:
-            self._file(row.path).unlink(missing_ok=True)
         with self.cat.session() as s, s.begin():
-            s.execute(FileRow.__table__.delete().where(FileRow.tier == self.name,
-                                                       FileRow.expires <= now))
+            rows = list(s.scalars(select(FileRow).where(
+                FileRow.tier == self.name, FileRow.expires <= now, FileRow.trashed.is_(None))))
+            for row in rows:
+                self._file(row.path).unlink(missing_ok=True)
+                row.trashed = now
+            s.execute(FileRow.__table__.delete().where(
+                FileRow.tier == self.name, FileRow.expires <= now - TOMBSTONE))
         return len(rows)
 
     def url_for(self, f: StoredFile) -> str:

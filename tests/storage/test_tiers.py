@@ -199,8 +199,10 @@ def test_volatile_capability_expiry_and_purge(tiers):
     time.sleep(1.1)
     with pytest.raises(Gone):
         vo.open(token)
-    assert vo.purge() == 1
+    assert vo.purge() == 1 and vo.purge() == 0
     assert not any(files for _, _, files in os.walk(tiers.cfg.volatile_root))
+    with pytest.raises(Gone):
+        vo.open(token)
 
 
 def test_copy_to_workspace_keeps_metadata(tiers):
