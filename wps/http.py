@@ -97,9 +97,16 @@ class WPSService:
         self.max_mb = max(1, settings.max_body_bytes // (1024 * 1024))
         self.service_meta = (api.config or {}).get('metadata') or {}
         configure_pywps(settings, self.service_meta)
-        self.metadata = {pid: self.manager.get_processor(pid).metadata
-                         for pid in self.manager.processes}
-        self.processes = {pid: process_class(pid, md)() for pid, md in self.metadata.items()}
+        self.metadata, self.processes = {}, {}
+        for pid in self.manager.processes:
+            md = self.manager.get_processor(pid).metadata
+            try:
+                self.processes[pid] = process_class(pid, md)()
+            except Exception:   # one odd description must not take the whole server down
+                LOGGER.exception('process "%s" is left out of the WPS: its description '
+                                 'cannot be expressed as a pywps Process', pid)
+                continue
+            self.metadata[pid] = md
 
     # -- entry points -------------------------------------------------------------
     def handle(self):

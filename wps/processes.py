@@ -8,6 +8,8 @@ jobs go to the same Celery job manager as OGC API jobs (see wps/execute.py).
 """
 from __future__ import annotations
 
+import math
+
 from pywps import ComplexInput, ComplexOutput, Format, LiteralInput, LiteralOutput, Process
 from pywps.app.Common import Metadata
 from pywps.inout.literaltypes import AllowedValue
@@ -37,13 +39,29 @@ def literal_type(schema: dict) -> str:
     return FORMAT_TYPES.get(schema.get('format'), LITERAL_TYPES.get(schema.get('type'), 'string'))
 
 
+def value_range(schema: dict) -> tuple | None:
+    """(minimum, maximum, closure) of a numeric schema, None where unbounded; closure is
+    the OWS rangeClosure (exclusiveMinimum/Maximum make that end open)."""
+    low = schema.get('minimum', schema.get('exclusiveMinimum'))
+    high = schema.get('maximum', schema.get('exclusiveMaximum'))
+    if low is None and high is None:
+        return None
+    left = 'open' if 'exclusiveMinimum' in schema and 'minimum' not in schema else 'closed'
+    right = 'open' if 'exclusiveMaximum' in schema and 'maximum' not in schema else 'closed'
+    return low, high, left if left == right else f'{left}-{right}'
+
+
 def _allowed_values(schema: dict) -> list | None:
     if 'enum' in schema:
         return [AllowedValue(allowed_type=ALLOWEDVALUETYPE.VALUE, value=v) for v in schema['enum']]
-    if 'minimum' in schema or 'maximum' in schema:
-        return [AllowedValue(allowed_type=ALLOWEDVALUETYPE.RANGE,
-                             minval=schema.get('minimum'), maxval=schema.get('maximum'))]
-    return None
+    bounds = value_range(schema)
+    if bounds is None:
+        return None
+    low, high, closure = bounds
+    # pywps compares both ends: an open end is an infinite bound (dropped when rendered)
+    return [AllowedValue(allowed_type=ALLOWEDVALUETYPE.RANGE, range_closure=closure,
+                         minval=-math.inf if low is None else low,
+                         maxval=math.inf if high is None else high)]
 
 
 def max_occurs(spec: dict) -> int:

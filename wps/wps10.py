@@ -41,8 +41,12 @@ def describe(processes: dict, identifiers: list[str], max_mb: int) -> bytes:
             raise invalid('identifier', f'no process "{ident}"; GetCapabilities lists '
                           'the processes')
     resp = DescribeResponse(_REQUEST, None, processes=processes, identifiers=identifiers)
-    return resp.template_env.get_template('1.0.0/describe/main.xml').render(
-        max_size=max_mb, **resp.json).encode()
+    doc = etree.fromstring(resp.template_env.get_template('1.0.0/describe/main.xml').render(
+        max_size=max_mb, **resp.json).encode())
+    for bound in doc.iter(O + 'MinimumValue', O + 'MaximumValue'):
+        if bound.text in ('inf', '-inf'):           # an unbounded end (see wps.processes)
+            bound.getparent().remove(bound)
+    return etree.tostring(doc, xml_declaration=True, encoding='UTF-8')
 
 
 def _text(value) -> str:

@@ -10,7 +10,7 @@ from lxml import etree
 
 from processes.documents import iso, process_summary
 from wps.errors import OWS20, WPSError
-from wps.processes import is_complex, literal_type, media_types
+from wps.processes import is_complex, literal_type, media_types, value_range
 from wps.wps10 import _text
 
 WPS20 = 'http://www.opengis.net/wps/2.0'
@@ -125,12 +125,13 @@ def _domain(parent, spec: dict, schema: dict) -> None:
         allowed = _sub(dom, O + 'AllowedValues')
         for v in schema['enum']:
             _sub(allowed, O + 'Value', _text(v))
-    elif 'minimum' in schema or 'maximum' in schema:
-        rng = _sub(_sub(dom, O + 'AllowedValues'), O + 'Range', rangeClosure='closed')
-        if 'minimum' in schema:
-            _sub(rng, O + 'MinimumValue', schema['minimum'])
-        if 'maximum' in schema:
-            _sub(rng, O + 'MaximumValue', schema['maximum'])
+    elif value_range(schema):
+        low, high, closure = value_range(schema)
+        rng = _sub(_sub(dom, O + 'AllowedValues'), O + 'Range', rangeClosure=closure)
+        if low is not None:
+            _sub(rng, O + 'MinimumValue', low)
+        if high is not None:
+            _sub(rng, O + 'MaximumValue', high)
     else:
         _sub(dom, O + 'AnyValue')
     dtype = literal_type(schema)
