@@ -31,8 +31,11 @@ def is_complex(schema: dict) -> bool:
 
 
 def media_types(schema: dict) -> list[str]:
-    """The media types of a complex input/output (one: the declared one)."""
-    return [schema.get('contentMediaType') or JSON_MEDIA]
+    """The media types of a complex input/output (one: the declared one; binary without a
+    declared type is octet-stream, structured JSON is application/json)."""
+    if schema.get('contentMediaType'):
+        return [schema['contentMediaType']]
+    return ['application/octet-stream' if schema.get('contentEncoding') else JSON_MEDIA]
 
 
 def literal_type(schema: dict) -> str:

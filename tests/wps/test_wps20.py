@@ -186,3 +186,15 @@ def test_failed_job_result_is_an_exception(vre_server, static_server):
     # sync: the same mistake answers 400 at once
     err = xml(post(vre_server, execute_doc('ocean-heat-content', inputs)), 400)
     assert 'HTTP 404' in err.findtext(f'{O}Exception/{O}ExceptionText')
+
+
+def test_file_input_by_value_base64(vre_server, bdi_data):
+    """A NetCDF sent inline (base64) reaches the process as the same file."""
+    import base64
+    data = base64.b64encode((bdi_data / PROFILE.lstrip('/')).read_bytes()).decode()
+    inputs = (f'<wps:Input id="profiles"><wps:Data mimeType="application/x-netcdf" '
+              f'encoding="base64">{data}</wps:Data></wps:Input>')
+    root = xml(post(vre_server, execute_doc('ocean-heat-content', inputs,
+                                            '<wps:Output id="summary"/>')))
+    summary = json.loads(root.findtext(f'{W}Output/{W}Data'))
+    assert summary['profiles'] == 2 and summary['profiles_with_value'] == 1
