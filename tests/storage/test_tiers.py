@@ -214,3 +214,47 @@ def test_copy_to_workspace_keeps_metadata(tiers):
     src = tiers.workspace.url_for(copy)
     with pytest.raises(NotFound):      # carol cannot copy alice's private file
         tiers.copy_to_workspace(User('carol'), src, 'stolen.csv')
+
+
+def test_replica_site_gone(tmp_path):
+    """A site that cannot be written refuses the upload whole (503), leaves nothing behind,
+    and files already stored are still read from the other replica."""
+    settings = Settings(home=tmp_path, config_path=tmp_path / 'cfg.yml')
+    sites = [str(tmp_path / 'site-a'), str(tmp_path / 'site-b')]
+    tiers = Tiers(StorageConfig.build(settings, {'vre': {'storage': {'workspace': {
+        'sites': sites}}}}))
+    ws = tiers.workspace
+    ws.put('alice', 'before.csv', CSV)
+    os.rename(sites[1], str(tmp_path / 'site-b-unplugged'))
+    (tmp_path / 'site-b').write_text('not a folder: the mount is gone')
+    assert ws.open('alice', 'before.csv').read() == CSV
+    with pytest.raises(Unavailable) as err:
+        ws.put('alice', 'after.csv', CSV)
+    assert err.value.status == 503 and 'site-b' in err.value.detail
+    with pytest.raises(NotFound):
+        ws.stat('alice', 'after.csv')
+    assert not os.listdir(tmp_path / 'site-a' / 'tmp')
+    assert ws.check()['unrepaired']            # the scrub reports the lost replica
+
+
+def test_check_command_reports_and_exits(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    import yaml
+    from storage.cli import storage
+    from vre.settings import REPO_ROOT
+    config = yaml.safe_load((REPO_ROOT / 'pygeoapi-config.yml').read_text())
+    (tmp_path / 'cfg.yml').write_text(yaml.safe_dump(config))
+    monkeypatch.setattr(os, 'environ', dict(os.environ))   # load_config exports settings
+    monkeypatch.setenv('VRE_HOME', str(tmp_path / 'home'))
+    monkeypatch.setenv('VRE_CONFIG', str(tmp_path / 'cfg.yml'))
+    settings = Settings(home=tmp_path / 'home', config_path=tmp_path / 'cfg.yml')
+    tiers = Tiers(StorageConfig.build(settings, config))
+    f = tiers.workspace.put('alice', 'x.csv', CSV)
+    first, second = blob_files(tiers, f)
+    os.remove(second)
+    result = CliRunner().invoke(storage, ['check'])
+    assert result.exit_code == 0 and '1 repaired' in result.output, result.output
+    os.remove(first)
+    os.remove(second)
+    result = CliRunner().invoke(storage, ['check'])
+    assert result.exit_code == 1 and 'UNREPAIRED' in result.output
