@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import tempfile
 
-from wsgidav.dav_error import (DAVError, HTTP_FORBIDDEN, HTTP_NOT_FOUND)
+from wsgidav.dav_error import DAVError, HTTP_FORBIDDEN
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 from wsgidav.dir_browser import WsgiDavDirBrowser
 from wsgidav.error_printer import ErrorPrinter

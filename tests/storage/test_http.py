@@ -57,6 +57,8 @@ def test_upload_download_range_stat_list(srv):
                         headers=srv.auth('alice')).json()
     assert stat['provenance'] == '/jobs/abc' and stat['licence'] == 'CC-BY-4.0'
     assert stat['owner'] == 'alice' and stat['size'] == len(data)
+    spaces = requests.get(url(srv, 'workspace'), headers=srv.auth('alice')).json()['entries']
+    assert [s['name'] for s in spaces] == ['alice']
     listing = requests.get(url(srv, 'workspace/alice/runs'), headers=srv.auth('alice')).json()
     assert [e['name'] for e in listing['entries']] == ['a.bin']
     html = requests.get(url(srv, 'workspace/alice/runs'), params={'f': 'html'},
