@@ -197,5 +197,6 @@ def write_netcdf(ds: xr.Dataset, target: Path) -> Path:
     for var in ds.variables.values():
         for key in ('chunksizes', 'contiguous', 'original_shape', 'preferred_chunks'):
             var.encoding.pop(key, None)
+    ds.encoding.pop('unlimited_dims', None)
     ds.to_netcdf(target, engine='netcdf4')
     return target

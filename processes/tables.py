@@ -1,0 +1,121 @@
+"""Writing a selection as NetCDF (CF), CSV or GeoJSON: shared by subset and the extractors.
+
+Why one place: every process that cuts data offers the same three formats, and a dataset
+must be flattened to a table the same way (one row per observation, empty rows dropped).
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from processes.base import InputError
+from processes.cfdata import write_netcdf
+
+FORMATS = {'netcdf': ('application/x-netcdf', '.nc'), 'csv': ('text/csv', '.csv'),
+           'geojson': ('application/geo+json', '.geojson')}
+MAX_FEATURES = 200_000   # GeoJSON is for maps and small results; CSV/NetCDF for more
+
+
+def _text(values) -> np.ndarray:
+    return np.array([v.decode('utf-8', 'replace').strip() if isinstance(v, bytes) else v
+                     for v in values], dtype=object)
+
+
+def dataset_to_table(ds: xr.Dataset, axes: dict) -> pd.DataFrame:
+    """One row per element of the observation dimensions (those of the vertical or time
+    variable when 2-D, else of latitude); variables on other dimensions are left out, and
+    rows whose numeric data variables are all missing are dropped."""
+    shapes = [ds[axes[a]].dims for a in ('vertical', 'time', 'latitude')
+              if axes.get(a) and axes[a] in ds]
+    obs_dims = set(max(shapes, key=len)) if shapes else set(ds.dims)
+    if axes.get('latitude') in ds.coords and ds[axes['latitude']].dims == (axes['latitude'],):
+        obs_dims |= {axes['latitude'], axes['longitude']}          # a regular grid
+    names = [n for n, v in ds.variables.items() if v.dims and set(v.dims) <= obs_dims]
+    if not names:
+        raise InputError('nothing to tabulate: no variable on the observation dimensions')
+    df = ds[[n for n in names if n not in ds.dims]].to_dataframe().reset_index()
+    df = df[[c for c in df.columns if c in names]]
+    data = [n for n in names if n not in axes.values() and set(ds[n].dims) == obs_dims
+            and np.issubdtype(ds[n].dtype, np.number)]     # blanked outside a 2-D cut
+    if data:
+        df = df[df[data].notna().any(axis=1)]
+    for col in df.columns:
+        if df[col].dtype == object:
+            df[col] = _text(df[col].to_numpy())
+    return df.reset_index(drop=True)
+
+
+def _json_value(v):
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return None
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v) if np.isfinite(v) else None
+    if isinstance(v, (pd.Timestamp, np.datetime64)):
+        return None if pd.isna(v) else pd.Timestamp(v).isoformat() + 'Z'
+    if isinstance(v, bytes):
+        return v.decode('utf-8', 'replace')
+    return v
+
+
+def write_geojson(df: pd.DataFrame, lon: str, lat: str, target: Path) -> Path:
+    if len(df) > MAX_FEATURES:
+        raise InputError(f'the selection has {len(df)} rows, more than {MAX_FEATURES} GeoJSON '
+                         'features: narrow it or ask for csv or netcdf')
+    props = [c for c in df.columns if c not in (lon, lat)]
+    features = []
+    for row in df.itertuples(index=False, name=None):
+        values = dict(zip(df.columns, row))
+        x, y = values[lon], values[lat]
+        geom = None if pd.isna(x) or pd.isna(y) else {'type': 'Point',
+                                                       'coordinates': [float(x), float(y)]}
+        features.append({'type': 'Feature', 'geometry': geom,
+                         'properties': {p: _json_value(values[p]) for p in props}})
+    target.write_text(json.dumps({'type': 'FeatureCollection', 'features': features}))
+    return target
+
+
+def table_to_dataset(df: pd.DataFrame, axes: dict, title: str) -> xr.Dataset:
+    """A table as a CF point dataset (dimension obs); names made NetCDF-safe, originals kept."""
+    ds = xr.Dataset()
+    for col in df.columns:
+        name = re.sub(r'[^A-Za-z0-9_]+', '_', str(col)).strip('_') or 'column'
+        values = df[col].to_numpy()
+        if values.dtype == object:
+            values = values.astype(str)
+        ds[name] = ('obs', values, {'long_name': str(col)})
+        if col == axes.get('latitude'):
+            ds[name].attrs.update(standard_name='latitude', units='degrees_north')
+        elif col == axes.get('longitude'):
+            ds[name].attrs.update(standard_name='longitude', units='degrees_east')
+        elif col == axes.get('time'):
+            ds[name].attrs.update(standard_name='time')
+    ds.attrs.update({'Conventions': 'CF-1.8', 'featureType': 'point', 'title': title})
+    return ds
+
+
+def write_selection(sel, axes: dict, fmt: str, workdir: Path, stem: str, title: str):
+    """Writes a Dataset or a DataFrame in the asked format; returns (path, media type, rows)."""
+    if fmt not in FORMATS:
+        raise InputError(f'output_format must be one of {sorted(FORMATS)}')
+    media, suffix = FORMATS[fmt]
+    target = workdir / f'{stem}{suffix}'
+    if fmt == 'netcdf':
+        ds = sel if isinstance(sel, xr.Dataset) else table_to_dataset(sel, axes, title)
+        ds.attrs.update({'Conventions': 'CF-1.8', 'title': title})
+        write_netcdf(ds, target)
+        return target, media, None
+    df = sel if isinstance(sel, pd.DataFrame) else dataset_to_table(sel, axes)
+    if fmt == 'csv':
+        df.to_csv(target, index=False, date_format='%Y-%m-%dT%H:%M:%SZ')
+    else:
+        if not (axes.get('longitude') in df.columns and axes.get('latitude') in df.columns):
+            raise InputError('GeoJSON needs latitude and longitude columns in the selection')
+        write_geojson(df, axes['longitude'], axes['latitude'], target)
+    return target, media, len(df)
