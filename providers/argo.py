@@ -14,7 +14,8 @@ from datetime import datetime, timedelta, timezone
 import netCDF4
 import numpy as np
 
-from providers.base import Connector, Granule, GranuleError, GranuleRef, Source
+from providers.base import Connector, Granule, GranuleRef, Source
+from providers.ncutil import floats as _floats, open_bytes, trim as _trim
 
 INDEXES = {  # index file -> (collection, file type)
     'ar_index_global_prof.txt': ('argo-core', 'core'),
@@ -82,11 +83,6 @@ def _chars(var, i) -> str:
     return np.asarray(arr).tobytes().decode('ascii', 'replace')
 
 
-def _floats(var, i) -> list:
-    arr = np.ma.masked_invalid(np.ma.asarray(var[i], dtype='f8'))
-    return [None if m else round(float(v), 6) for v, m in zip(arr.data, np.ma.getmaskarray(arr))]
-
-
 def _scalar(var, i):
     value = var[i]
     return None if np.ma.is_masked(value) else value.item()
@@ -94,16 +90,9 @@ def _scalar(var, i):
 
 def read_profiles(data: bytes, name: str = 'argo.nc') -> list[dict]:
     """Every profile of an Argo profile file (core/B/S, single- or multi-profile)."""
-    try:
-        ds = netCDF4.Dataset(name, mode='r', memory=data)
-    except OSError as err:
-        raise GranuleError(f'not a readable NetCDF file: {err}') from None
-    try:
-        ds.set_auto_mask(True)
+    need = ('PLATFORM_NUMBER', 'JULD', 'LATITUDE', 'LONGITUDE', 'STATION_PARAMETERS')
+    with open_bytes(data, name, need, 'an Argo profile file') as ds:
         v = ds.variables
-        for need in ('PLATFORM_NUMBER', 'JULD', 'LATITUDE', 'LONGITUDE', 'STATION_PARAMETERS'):
-            if need not in v:
-                raise GranuleError(f'not an Argo profile file: no {need} variable')
         n_prof = ds.dimensions['N_PROF'].size
         profiles = []
         for i in range(n_prof):
@@ -150,20 +139,6 @@ def read_profiles(data: bytes, name: str = 'argo.nc') -> list[dict]:
                 'levels': levels,
             })
         return profiles
-    finally:
-        ds.close()
-
-
-def _trim(levels: dict) -> None:
-    """Drop trailing levels where every parameter is missing (N_LEVELS is the file maximum)."""
-    arrays = [a for k, a in levels.items() if isinstance(a, list)]
-    if not arrays:
-        return
-    n = max(len(a) for a in arrays)
-    while n and all(a[n - 1] is None for a in arrays if len(a) >= n):
-        n -= 1
-    for k, a in levels.items():
-        levels[k] = a[:n]
 
 
 class ArgoConnector(Connector):

@@ -115,17 +115,20 @@ class IndexEDR(BaseEDRProvider):
         unknown = [p for p in wanted if p not in fields]
         if unknown:
             raise bad(f'unknown parameter-name: {", ".join(unknown)}')
-        covs, used = [], set()
+        covs, used, units = [], set(), dict(UNITS)
         for r in rows:
+            units.update(json.loads(r['props'] or '{}').get('units') or {})
             cov = self._coverage(r, wanted, zok)
             if cov:
                 used.update(cov['ranges'])
                 covs.append(cov)
         if not covs:
             raise ProviderNoDataError(msg='no levels match that query')
-        return {'type': 'CoverageCollection', 'domainType': covs[0]['domain']['domainType'],
+        kinds = {c['domain']['domainType'] for c in covs}   # one only if all agree (CoverageJSON)
+        return {'type': 'CoverageCollection', **({'domainType': kinds.pop()} if len(kinds) == 1
+                                                  else {}),
                 'parameters': {p: {'type': 'Parameter', 'description': {'en': p},
-                                   'unit': {'symbol': UNITS.get(p, '')},
+                                   'unit': {'symbol': units.get(p, '')},
                                    'observedProperty': {'id': p, 'label': {'en': p}}}
                                for p in sorted(used)},
                 'referencing': [

@@ -51,11 +51,35 @@ def _dwca_zip(folder: Path) -> bytes:
     return buf.getvalue()
 
 
+def _seadatanet(rel: str) -> tuple[bytes, float] | None:
+    root = BDI_DATA / 'seadatanet'
+    if rel == 'report/aggregation':
+        f = root / 'cdi_metadata/cdi_aggregation_listing_cdiGroup.xml'
+        return f.read_bytes(), f.stat().st_mtime
+    parts = rel.split('/')
+    if len(parts) == 4 and parts[:2] == ['cdi_aggregation', 'seadatanet'] and \
+            parts[3] == 'details.xml':
+        found = sorted((root / 'cdi_metadata').glob(f'cdi_iso19139_{parts[2]}_*.xml'))
+        return (found[0].read_bytes(), found[0].stat().st_mtime) if found else None
+    if parts[0] in ('netcdf', 'odv', 'cdi_metadata') and '..' not in parts:
+        target = root / rel
+        if rel.endswith('/') and target.is_dir():   # an autoindex page, as web servers give
+            links = ''.join(f'<a href="{p.name}">{p.name}</a>\n' for p in sorted(target.iterdir()))
+            return f'<html><body><a href="../">../</a>\n{links}</body></html>'.encode(), \
+                target.stat().st_mtime
+        if target.is_file():
+            return target.read_bytes(), target.stat().st_mtime
+    return None
+
+
 class LiveHandler(http.server.BaseHTTPRequestHandler):
     """Answers as the live BDIs do, from the recorded samples:
     /argo/...   GDAC root (index files at the root, dac/ tree),
     /obis/v3/.. OBIS API v3 (exact recorded URIs from MANIFEST.json),
-    /eurobis/archive.do?r=NAME  the EurOBIS IPT's DwC-A zip."""
+    /eurobis/archive.do?r=NAME  the EurOBIS IPT's DwC-A zip,
+    /seadatanet/report/aggregation  the CDI aggregation listing (cdiGroup),
+    /seadatanet/cdi_aggregation/seadatanet/<id>/details.xml  a CDI record,
+    /seadatanet/{netcdf,odv,cdi_metadata}/  data folders with an HTML index page."""
 
     obis = None
 
@@ -73,6 +97,8 @@ class LiveHandler(http.server.BaseHTTPRequestHandler):
         if path.startswith('/obis/'):
             f = self.obis.get(path[len('/obis'):])
             return (f.read_bytes(), f.stat().st_mtime) if f and f.is_file() else None
+        if path.startswith('/seadatanet/'):
+            return _seadatanet(path[len('/seadatanet/'):].split('?')[0])
         if path.startswith('/eurobis/archive.do?r='):
             folder = BDI_DATA / 'eurobis' / path.split('=', 1)[1]
             if folder.is_dir() and '/' not in path.split('=', 1)[1]:
