@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 
-from flask import Response
+from flask import Response, request
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
@@ -57,15 +57,25 @@ def problem_response(err: APIError) -> Response:
 def install_error_handlers(app) -> None:
     """Every error of the app becomes problem+json; no traceback ever reaches a client."""
 
+    # Parts of the app that speak another error dialect (WPS: OWS ExceptionReport) register
+    # {path prefix: render(APIError) -> Response} in app.extensions['vre_error_renderers'].
+    renderers = app.extensions.setdefault('vre_error_renderers', {})
+
+    def render(err: APIError) -> Response:
+        for prefix, renderer in renderers.items():
+            if request.path == prefix or request.path.startswith(prefix + '/'):
+                return renderer(err)
+        return problem_response(err)
+
     @app.errorhandler(APIError)
     def _api_error(err: APIError):
-        return problem_response(err)
+        return render(err)
 
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):
         types = {404: NOT_FOUND, 413: TOO_LARGE, 401: UNAUTHORIZED, 403: FORBIDDEN}
-        return problem_response(APIError(err.code or 500, types.get(err.code, BAD_REQUEST),
-                                         err.description or err.name, title=err.name))
+        return render(APIError(err.code or 500, types.get(err.code, BAD_REQUEST),
+                               err.description or err.name, title=err.name))
 
     @app.after_request
     def _pygeoapi_errors_as_problems(resp: Response):

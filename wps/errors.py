@@ -60,3 +60,14 @@ def report_element(err: WPSError, version: str = '1.0.0') -> etree._Element:
 def report_xml(err: WPSError, version: str = '1.0.0') -> bytes:
     return etree.tostring(report_element(err, version), xml_declaration=True,
                           encoding='UTF-8', pretty_print=True)
+
+
+def from_api_error(err) -> Response:
+    """An app-level error (a bad token, an oversized body) on a WPS path, as an ExceptionReport.
+    The WPS version is not known before parsing, so 1.0.0's OWS 1.1 report is used."""
+    code = {413: 'FileSizeExceeded', 404: 'NoApplicableCode',
+            405: 'OperationNotSupported'}.get(err.status, 'NoApplicableCode')
+    resp = exception_report(WPSError(code, err.detail, status=err.status))
+    for k, v in err.headers.items():
+        resp.headers[k] = v
+    return resp

@@ -237,6 +237,8 @@ class WPSService:
 def register(app, api, settings) -> None:
     service = WPSService(api, settings)
     app.extensions['vre_wps'] = service
+    from wps.errors import from_api_error
+    app.extensions['vre_error_renderers']['/wps'] = from_api_error
     app.add_url_rule('/wps', 'vre_wps', service.handle,
                      methods=['GET', 'POST', 'PUT', 'DELETE', 'PATCH'])
     app.add_url_rule('/wps/status/<job_id>', 'vre_wps_status', service.status_document)

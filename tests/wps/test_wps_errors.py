@@ -173,3 +173,11 @@ def test_other_methods_are_refused(vre_server):
     resp = requests.delete(f'{vre_server.url}/wps')
     check_report(resp, 405, 'OperationNotSupported', 'method')
     assert resp.headers['Allow'] == 'GET, POST'
+
+
+def test_bad_token_is_an_exception_report(vre_server):
+    resp = requests.get(f'{vre_server.url}/wps',
+                        params={'service': 'WPS', 'request': 'GetCapabilities'},
+                        headers={'Authorization': 'Bearer not-a-token'})
+    check_report(resp, 401, 'NoApplicableCode')
+    assert resp.headers['WWW-Authenticate'] == 'Bearer'
