@@ -128,7 +128,7 @@ class ProcessesAPI:
         results = row['results'] or {}
         if body.get('response', 'raw') == 'document':
             return _json(results_document(results), 200, headers)
-        return raw_response(results, headers)
+        return raw_response(results, headers, body.get('outputs') or {})
 
     # -- jobs -------------------------------------------------------------------
     def jobs(self, job_id=None):
@@ -224,10 +224,16 @@ class ProcessesAPI:
                          download_name=f'{job_id}-{path.name}')
 
 
-def raw_response(results: dict, headers: dict) -> Response:
-    """response=raw: one output as itself; several as multipart/related (OGC 18-062r2 7.11)."""
+def raw_response(results: dict, headers: dict, requested: dict) -> Response:
+    """response=raw: one output as itself; several as multipart/related (OGC 18-062r2 7.11).
+    A file output is sent as bytes unless the request asked for it by reference."""
     parts = []
     for name, r in results.items():
+        asked = ((requested.get(name) or {}).get('transmissionMode') == 'reference')
+        if 'href' in r and not asked and r.get('path') and len(results) == 1:
+            resp = send_file(r['path'], mimetype=r['type'], conditional=True)
+            resp.headers.update(headers)
+            return resp
         if 'href' in r:
             parts.append((name, None, r))
         else:

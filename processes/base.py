@@ -82,15 +82,54 @@ class JobContext:
             raise InputError(f'{href} could not be read: {type(err).__name__}') from None
 
 
+TIERS = ['volatile', 'workspace', 'dataspace']
+# Inputs every process takes: where its outputs by reference are stored. The runner reads
+# them; `run` never sees them.
+STORAGE_INPUTS = ('output_tier', 'output_folder')
+
+
+def is_file(schema: dict) -> bool:
+    """A file input or output: binary content, or a media type that is not JSON or text."""
+    media = schema.get('contentMediaType', '')
+    return schema.get('contentEncoding') == 'binary' or bool(
+        media and not media.startswith(('application/json', 'text/')))
+
+
+def storage_inputs(default_tier: str) -> dict:
+    return {
+        'output_tier': {
+            'title': 'Storage tier of the outputs',
+            'description': 'Where outputs by reference are written: volatile (24 h, reachable '
+                           'by URL only), workspace (persistent, replicated; needs a user) or '
+                           'dataspace (large and fast; needs a user).',
+            'schema': {'type': 'string', 'enum': TIERS, 'default': default_tier},
+            'minOccurs': 0, 'maxOccurs': 1,
+        },
+        'output_folder': {
+            'title': 'Folder of the outputs',
+            'description': 'Folder in the workspace or dataspace of the user (default '
+                           'jobs/<job id>); ignored for the volatile tier.',
+            'schema': {'type': 'string', 'pattern': r'^[^\\]*$', 'maxLength': 512},
+            'minOccurs': 0, 'maxOccurs': 1,
+        },
+    }
+
+
 class VREProcess(BaseProcessor):
     """Subclass with METADATA (an OGC process description) and `run(inputs, ctx)`."""
 
     METADATA: dict = {}
     rerun_safe: bool = True        # may be run again if its worker dies mid-job
     timeout: float | None = None   # seconds; None = the server's default
+    default_tier: str = 'volatile'
 
     def __init__(self, processor_def: dict):
-        super().__init__(processor_def, self.METADATA)
+        metadata = dict(self.METADATA)
+        if any(is_file(o.get('schema', {})) for o in metadata.get('outputs', {}).values()):
+            metadata['inputs'] = {**metadata.get('inputs', {}),
+                                  **storage_inputs(self.default_tier)}
+        super().__init__(processor_def, metadata)
+        self.config = processor_def       # the processor block of the config (extra options)
 
     def run(self, inputs: dict, ctx: JobContext) -> dict[str, Output]:
         raise NotImplementedError

@@ -6,6 +6,7 @@ import copy
 
 import jsonschema
 
+from processes.base import is_file
 from vre.errors import APIError, INVALID_PARAMETER
 
 REL = 'http://www.opengis.net/def/rel/ogc/1.0/'
@@ -93,8 +94,10 @@ def _bad(detail: str) -> APIError:
 
 
 def _is_file_input(schema: dict) -> bool:
-    return bool(schema.get('contentMediaType') or schema.get('contentEncoding')
-                or schema.get('format') in ('uri', 'binary'))
+    """A file: binary or non-JSON media, a URI, or a choice (oneOf/anyOf) of such."""
+    if is_file(schema) or schema.get('format') in ('uri', 'binary'):
+        return True
+    return any(_is_file_input(s) for s in schema.get('oneOf', []) + schema.get('anyOf', []))
 
 
 def check_execute_request(metadata: dict, body) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 import requests
 from celery.exceptions import SoftTimeLimitExceeded
 
-from processes.base import InputError, JobContext, Output
+from processes.base import STORAGE_INPUTS, InputError, JobContext, Output
 from processes.jobstore import jobs, utcnow
 from processes.manager import HEARTBEAT_SECONDS, CeleryJobManager
 from processes import documents
@@ -52,10 +52,12 @@ def _notify(uri: str | None, body: dict) -> None:
 
 
 class JobRunner:
-    def __init__(self, manager: CeleryJobManager, base_url: str, max_input_bytes: int):
+    def __init__(self, manager: CeleryJobManager, base_url: str, max_input_bytes: int,
+                 tiers=None):
         self.manager = manager
         self.base_url = base_url.rstrip('/')
         self.max_input_bytes = max_input_bytes
+        self.tiers = tiers          # storage.tiers.Tiers: where outputs by reference go
 
     def run(self, job_id: str) -> str:
         store = self.manager.store
@@ -78,13 +80,14 @@ class JobRunner:
         try:
             processor = self.manager.get_processor(row['process_id'])
             inputs = documents.inputs_with_defaults(processor.metadata, request.get('inputs') or {})
+            target = {k: inputs.pop(k, None) for k in STORAGE_INPUTS}
             ctx = JobContext(job_id=job_id, user=row['owner'], workdir=workdir,
                              max_input_bytes=self.max_input_bytes,
                              report=self._reporter(job_id))
             workdir.mkdir(parents=True, exist_ok=True)
             outputs = processor.run(inputs, ctx)
-            results = self._store_outputs(job_id, processor.metadata, outputs,
-                                          request.get('outputs'), workdir)
+            results = self._store_outputs(row, processor.metadata, outputs,
+                                          request.get('outputs'), workdir, target)
         except SoftTimeLimitExceeded:
             return self._fail(row, f"timed out after {row['timeout']:g} s", subscriber)
         except InputError as err:   # the caller's mistake (bad file, empty cut)
@@ -123,9 +126,11 @@ class JobRunner:
                                       message=message or 'running', heartbeat=utcnow())
         return report
 
-    def _store_outputs(self, job_id, metadata, outputs: dict[str, Output], requested,
-                       workdir: Path) -> dict:
-        """Each output by value or by reference, as the request asked (or by its nature)."""
+    def _store_outputs(self, row, metadata, outputs: dict[str, Output], requested,
+                       workdir: Path, target: dict) -> dict:
+        """Each output by value or by reference, as the request asked (or by its nature);
+        references are files of the storage tier the request chose."""
+        job_id = row['job_id']
         declared = metadata.get('outputs', {})
         wanted = list(requested) if requested else list(outputs)
         results = {}
@@ -143,8 +148,8 @@ class JobRunner:
                     path = workdir / (name + ('.json' if 'json' in media else '.txt'))
                     data = json.dumps(out.value) if 'json' in media else str(out.value)
                     path.write_text(data)
-                results[name] = {'href': f'{self.base_url}/jobs/{job_id}/outputs/{name}',
-                                 'type': media, 'path': str(path)}
+                href = self._to_tier(row, name, path, media, target)
+                results[name] = {'href': href, 'type': media, 'path': str(path)}
             elif out.path is not None:
                 data = out.path.read_bytes()
                 if media.startswith(TEXT_TYPES):
@@ -159,6 +164,27 @@ class JobRunner:
         for r in results.values():
             r['sha256'] = _sha256(r)
         return results
+
+
+    def _to_tier(self, row, name: str, path: Path, media: str, target: dict) -> str:
+        tier_name = target.get('output_tier') or 'volatile'
+        owner = row['owner']
+        if self.tiers is None:
+            return f"{self.base_url}/jobs/{row['job_id']}/outputs/{name}"
+        if tier_name != 'volatile' and owner is None:
+            raise InputError(f'output_tier={tier_name} needs a signed-in user; anonymous jobs '
+                             'write to the volatile tier')
+        from storage.errors import StorageError
+        folder = (target.get('output_folder') or f"jobs/{row['job_id']}").strip('/')
+        tier = self.tiers.get(tier_name)
+        try:
+            stored = tier.put(owner or 'anonymous', f'{folder}/{path.name}', path,
+                              media_type=media, author=owner,
+                              meta={'provenance': f"{self.base_url}/jobs/{row['job_id']}"})
+        except StorageError as err:
+            raise InputError(f'output "{name}" could not be stored in the {tier_name} tier: '
+                             f'{err}') from None
+        return tier.url_for(stored)
 
 
 def _sha256(result: dict) -> str:

@@ -14,9 +14,13 @@ def _runner():
     from vre.settings import load_settings
     from processes.runner import JobRunner
 
+    from storage.tiers import open_tiers
+
     settings = load_settings()
-    manager = get_manager(load_config(settings))
-    return JobRunner(manager, settings.url, settings.max_body_bytes * 10)
+    config = load_config(settings)
+    manager = get_manager(config)
+    return JobRunner(manager, settings.url, settings.max_body_bytes * 10,
+                     tiers=open_tiers(settings, config))
 
 
 @celery_app.task(name='processes.tasks.run_job', ignore_result=True)  # the job store has it

@@ -376,3 +376,31 @@ def test_provenance_formats_and_content(vre_server, static_server, bdi_data):
     assert '<prov:document' in xml.text
     assert requests.get(f'{vre_server.url}/jobs/{job_id}/prov',
                         headers=vre_server.auth('bob')).status_code == 404
+
+
+def test_outputs_go_to_the_chosen_tier(vre_server, static_server):
+    sample = f'{static_server}/argo/dac/bodc/6901929/profiles/D6901929_006.nc'
+    body = {'inputs': {'profiles': {'href': sample}, 'output_tier': 'workspace',
+                       'output_folder': 'analyses/ohc'},
+            'outputs': {'ohc': {'transmissionMode': 'reference'}}, 'response': 'document'}
+    r = execute(vre_server, 'ocean-heat-content', body, user='alice')
+    assert r.status_code == 200, r.text
+    href = r.json()['ohc']['href']
+    assert href.startswith(f'{vre_server.url}/storage/workspace/alice/analyses/ohc/')
+    job_id = r.headers['Location'].rsplit('/', 1)[-1]
+    mine = requests.get(href, headers=vre_server.auth('alice'))
+    assert mine.status_code == 200 and mine.content[:3] in (b'CDF', b'\x89HD')
+    assert requests.get(href, headers=vre_server.auth('bob')).status_code == 404
+    stat = requests.get(href, params={'stat': 1}, headers={**vre_server.auth('alice'),
+                                                           'Accept': 'application/json'})
+    if stat.headers['Content-Type'].startswith('application/json'):
+        assert stat.json()['provenance'].endswith(f'/jobs/{job_id}')
+    # default: the volatile tier, an unguessable URL anyone holding it can read
+    body['inputs'].pop('output_tier'); body['inputs'].pop('output_folder')
+    r = execute(vre_server, 'ocean-heat-content', body)
+    href = r.json()['ohc']['href']
+    assert '/storage/volatile/' in href and requests.get(href).status_code == 200
+    # anonymous jobs cannot write into a workspace
+    body['inputs']['output_tier'] = 'workspace'
+    r = execute(vre_server, 'ocean-heat-content', body)
+    assert r.status_code == 400 and 'signed-in user' in r.json()['detail']
