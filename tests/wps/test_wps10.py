@@ -81,7 +81,8 @@ def test_execute_async_netcdf_by_reference(vre_server, static_server):
     seen = wait(execution)
     assert execution.isSucceeded(), (seen, [e.text for e in execution.errors])
     outputs = {o.identifier: o for o in execution.processOutputs}
-    assert outputs['ohc'].reference.startswith(f'{vre_server.url}/jobs/')
+    # outputs by reference live in the volatile tier by default (an unguessable URL)
+    assert outputs['ohc'].reference.startswith(f'{vre_server.url}/storage/volatile/')
     assert outputs['ohc'].mimeType == 'application/x-netcdf'
     data = outputs['ohc'].retrieveData(headers=vre_server.auth('alice'))
     assert data[:3] == b'\x89HD'                  # NetCDF-4 (HDF5 signature)
