@@ -12,13 +12,11 @@ import numpy as np
 import xarray as xr
 import gsw
 
-from processes.base import InputError, Output, VREProcess
-from processes.cfdata import open_netcdf, write_netcdf
-from processes.ohc import OceanHeatContentProcess, _chosen, heat_content
+from processes.base import Output, VREProcess
+from processes.cfdata import write_netcdf
+from processes.ohc import OceanHeatContentProcess, good_profiles, heat_content, open_argo_profiles
 
 OHC_INPUTS = OceanHeatContentProcess.METADATA['inputs']
-
-ARGO_VARS = ('PRES', 'TEMP', 'PSAL', 'JULD', 'LATITUDE', 'LONGITUDE', 'DATA_MODE')
 
 
 def mixed_layer_depth(p, sigma0, p_ref=10.0, threshold=0.03) -> float:
@@ -103,31 +101,19 @@ class ArgoIndicatorsProcess(VREProcess):
         threshold = float(inputs.get('mld_threshold', 0.03))
         p_ref = float(inputs.get('reference_pressure', 10))
         max_p = float(inputs.get('max_pressure', 700))
-        ds = open_netcdf(ctx.input_file(inputs['profiles'], '.nc'), 'profiles')
-        with ds:
-            missing = [v for v in ARGO_VARS if v not in ds]
-            if missing:
-                raise InputError(f'profiles: not an Argo profile file (missing {missing})')
+        with open_argo_profiles(ctx, inputs['profiles']) as ds:
             n, m = ds.sizes['N_PROF'], ds.sizes['N_LEVELS']
             mld, ohc = np.full(n, np.nan), np.full(n, np.nan)
             levels = {k: np.full((n, m), np.nan) for k in ('pressure', 'SA', 'CT', 'sigma0')}
-            lons = ds['LONGITUDE'].values.astype(float)
             lats = ds['LATITUDE'].values.astype(float)
-            for i in range(n):
-                p, pm = _chosen(ds, 'PRES', i)
-                t, tm = _chosen(ds, 'TEMP', i)
-                s, sm = _chosen(ds, 'PSAL', i)
-                good = pm & tm & sm
-                lon, lat = lons[i], lats[i]
-                if good.sum() >= 2 and np.isfinite(lon) and np.isfinite(lat):
-                    sa = gsw.SA_from_SP(s[good], p[good], lon, lat)
-                    ct = gsw.CT_from_t(sa, t[good], p[good])
-                    sig = gsw.sigma0(sa, ct)
-                    for key, val in zip(('pressure', 'SA', 'CT', 'sigma0'), (p[good], sa, ct, sig)):
-                        levels[key][i, good] = val
-                    mld[i] = mixed_layer_depth(p[good], sig, p_ref, threshold)
-                    ohc[i] = heat_content(p[good], t[good], s[good], lon, lat, max_p)
-                ctx.progress(int(90 * (i + 1) / n), f'profile {i + 1} of {n}')
+            for i, p, t, s, lon, lat, good in good_profiles(ds, ctx):
+                sa = gsw.SA_from_SP(s, p, lon, lat)
+                ct = gsw.CT_from_t(sa, t, p)
+                sig = gsw.sigma0(sa, ct)
+                for key, val in zip(('pressure', 'SA', 'CT', 'sigma0'), (p, sa, ct, sig)):
+                    levels[key][i, good] = val
+                mld[i] = mixed_layer_depth(p, sig, p_ref, threshold)
+                ohc[i] = heat_content(p, t, s, lon, lat, max_p)
             mld_depth = -gsw.z_from_p(mld, lats)
             out = self._dataset(ds, mld, mld_depth, ohc, levels, threshold, p_ref, max_p)
         target = write_netcdf(out, ctx.workdir / 'argo-indicators.nc')

@@ -23,7 +23,38 @@ def _qc_ok(flags: np.ndarray) -> np.ndarray:
     return np.isin(flags.astype('S1'), list(GOOD_QC))
 
 
-def _chosen(ds: xr.Dataset, name: str, i: int) -> tuple[np.ndarray, np.ndarray]:
+ARGO_VARS = ('PRES', 'TEMP', 'PSAL', 'JULD', 'LATITUDE', 'LONGITUDE', 'DATA_MODE')
+
+
+def open_argo_profiles(ctx, value) -> xr.Dataset:
+    """The Argo profile file of a `profiles` input, opened, or an InputError saying why not."""
+    from processes.cfdata import open_netcdf
+    ds = open_netcdf(ctx.input_file(value, '.nc'), 'profiles')
+    missing = [v for v in ARGO_VARS if v not in ds]
+    if missing:
+        ds.close()
+        raise InputError(f'profiles: not an Argo profile file (missing {missing})')
+    return ds
+
+
+def good_profiles(ds: xr.Dataset, ctx=None):
+    """(index, p, t, s, lon, lat) of each profile with at least two levels whose pressure,
+    temperature and salinity are all good; reports progress as it goes."""
+    n = ds.sizes['N_PROF']
+    lons = ds['LONGITUDE'].values.astype(float)
+    lats = ds['LATITUDE'].values.astype(float)
+    for i in range(n):
+        p, pm = chosen(ds, 'PRES', i)
+        t, tm = chosen(ds, 'TEMP', i)
+        s, sm = chosen(ds, 'PSAL', i)
+        good = pm & tm & sm
+        if good.sum() >= 2 and np.isfinite(lons[i]) and np.isfinite(lats[i]):
+            yield i, p[good], t[good], s[good], lons[i], lats[i], good
+        if ctx is not None:
+            ctx.progress(int(90 * (i + 1) / n), f'profile {i + 1} of {n}')
+
+
+def chosen(ds: xr.Dataset, name: str, i: int) -> tuple[np.ndarray, np.ndarray]:
     """Values and good-QC mask of a parameter: adjusted in modes A/D, raw in R."""
     mode = ds['DATA_MODE'].values[i]
     mode = mode.decode() if isinstance(mode, bytes) else str(mode)
@@ -99,27 +130,11 @@ class OceanHeatContentProcess(VREProcess):
 
     def run(self, inputs, ctx):
         max_p = float(inputs.get('max_pressure', 700))
-        path = ctx.input_file(inputs['profiles'], '.nc')
-        try:
-            ds = xr.open_dataset(path, decode_timedelta=False)
-        except Exception as err:
-            raise InputError(f'profiles: not a readable NetCDF file ({type(err).__name__})')
-        with ds:
-            missing = [v for v in ('PRES', 'TEMP', 'PSAL', 'JULD', 'LATITUDE', 'LONGITUDE',
-                                   'DATA_MODE') if v not in ds]
-            if missing:
-                raise InputError(f'profiles: not an Argo profile file (missing {missing})')
+        with open_argo_profiles(ctx, inputs['profiles']) as ds:
             n = ds.sizes['N_PROF']
             ohc = np.full(n, np.nan)
-            for i in range(n):
-                p, pm = _chosen(ds, 'PRES', i)
-                t, tm = _chosen(ds, 'TEMP', i)
-                s, sm = _chosen(ds, 'PSAL', i)
-                good = pm & tm & sm
-                lon, lat = float(ds['LONGITUDE'].values[i]), float(ds['LATITUDE'].values[i])
-                if good.sum() >= 2 and np.isfinite(lon) and np.isfinite(lat):
-                    ohc[i] = heat_content(p[good], t[good], s[good], lon, lat, max_p)
-                ctx.progress(int(90 * (i + 1) / n), f'profile {i + 1} of {n}')
+            for i, p, t, s, lon, lat, _ in good_profiles(ds, ctx):
+                ohc[i] = heat_content(p, t, s, lon, lat, max_p)
             platform = np.array([x.decode().strip() if isinstance(x, bytes) else str(x).strip()
                                  for x in ds['PLATFORM_NUMBER'].values])
             out = xr.Dataset(
