@@ -24,6 +24,8 @@ def make_celery() -> Celery:
         task_serializer='json', result_serializer='json', accept_content=['json'],
         task_acks_late=False,              # the job store, not redelivery, decides re-runs
         worker_prefetch_multiplier=1,      # a long job must not hold short ones hostage
+        worker_disable_prefetch=True,      # take a job only with a free process: a busy
+                                           # worker leaves queued jobs to idle workers
         task_track_started=False,
         result_expires=3600,
         broker_connection_retry_on_startup=True,
