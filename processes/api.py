@@ -25,7 +25,10 @@ from vre.errors import (APIError, BAD_REQUEST, FAILED_JOB, INVALID_PARAMETER, NO
 CONF = 'http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/'
 CONFORMANCE_CLASSES = [CONF + c for c in (
     'core', 'ogc-process-description', 'json', 'html', 'oas30', 'job-list', 'callback',
-    'dismiss')]
+    'dismiss')] + [
+    # Part 3 (workflows): nested processes and collection input (processes/runner.py)
+    'http://www.opengis.net/spec/ogcapi-processes-3/1.0/conf/' + c
+    for c in ('nested-processes', 'collection-input')]
 STATUSES = ('accepted', 'running', 'successful', 'failed', 'dismissed')
 JOB_TYPES = ('process', 'wps', 'order')
 

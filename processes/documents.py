@@ -1,5 +1,9 @@
 """The JSON documents of OGC API - Processes Part 1 built from job rows and process
-metadata, and the checks of an execute request against a process description."""
+metadata, and the checks of an execute request against a process description.
+
+The checks follow Part 3 too: an input value may be a nested process ({"process": URL of a
+process of this server, "inputs", "outputs"}, checked like a top-level request, recursively)
+or, for file inputs, a collection of this server ({"collection": URL})."""
 from __future__ import annotations
 
 import copy
@@ -93,15 +97,64 @@ def _bad(detail: str) -> APIError:
     return APIError(400, INVALID_PARAMETER, detail, title='Invalid parameter')
 
 
-def _is_file_input(schema: dict) -> bool:
+def is_file_input(schema: dict) -> bool:
     """A file: binary or non-JSON media, a URI, or a choice (oneOf/anyOf) of such."""
     if is_file(schema) or schema.get('format') in ('uri', 'binary'):
         return True
-    return any(_is_file_input(s) for s in schema.get('oneOf', []) + schema.get('anyOf', []))
+    return any(is_file_input(s) for s in schema.get('oneOf', []) + schema.get('anyOf', []))
 
 
-def check_execute_request(metadata: dict, body) -> dict:
-    """An execute request checked against the process description (400 on any mistake)."""
+MAX_NESTING = 5          # nested processes deeper than this are refused (and cannot loop)
+
+
+class Resolver:
+    """Finds the description of a process of this server from its URL (Part 3 nesting)."""
+
+    def __init__(self, base_url: str, metadata: dict):
+        self.base_url = base_url.rstrip('/')
+        self.metadata = metadata            # process id -> description
+
+    def process_id(self, url) -> str | None:
+        prefix = f'{self.base_url}/processes/'
+        if not isinstance(url, str) or not url.startswith(prefix):
+            return None
+        pid = url[len(prefix):].split('?')[0].rstrip('/')
+        pid = pid[:-len('/execution')] if pid.endswith('/execution') else pid
+        return pid if pid in self.metadata else None
+
+    def collection_ok(self, url) -> bool:
+        prefix = f'{self.base_url}/collections/'
+        return isinstance(url, str) and url.startswith(prefix) and len(url) > len(prefix)
+
+
+def _app_resolver() -> Resolver | None:
+    """The resolver of the running app: its process handlers (processes/api.py register)
+    know the base URL and every description. None outside a request (no nesting then)."""
+    try:
+        from flask import current_app
+        handlers = current_app.extensions.get('vre_processes')
+    except RuntimeError:
+        return None
+    return handlers and Resolver(handlers.base_url, handlers._metadata)
+
+
+def selected_output(metadata: dict, nested: dict) -> str:
+    """The one output of a nested process that feeds the outer input."""
+    declared = list(metadata.get('outputs', {}))
+    asked = list(nested.get('outputs') or {})
+    if len(asked) > 1:
+        raise _bad(f'a nested process must select one output; got {asked}')
+    if not asked and len(declared) != 1:
+        raise _bad(f'the nested process has outputs {declared}: select one in "outputs"')
+    return asked[0] if asked else declared[0]
+
+
+def check_execute_request(metadata: dict, body, resolve: Resolver | None = None,
+                          depth: int = 0) -> dict:
+    """An execute request checked against the process description (400 on any mistake).
+    Nested processes are checked with their own descriptions, found by `resolve`
+    (default: the running app's)."""
+    resolve = resolve or _app_resolver()
     if not isinstance(body, dict):
         raise _bad('the execute request must be a JSON object')
     unknown = set(body) - {'inputs', 'outputs', 'response', 'subscriber', 'mode', 'process'}
@@ -121,7 +174,7 @@ def check_execute_request(metadata: dict, body) -> dict:
                 raise APIError(400, INVALID_PARAMETER, f'missing required input "{name}"',
                                title='Missing parameter value')
             continue
-        _check_input(name, spec, inputs[name])
+        _check_input(name, spec, inputs[name], resolve, depth)
     outputs = body.get('outputs')
     if outputs is not None:
         if not isinstance(outputs, dict):
@@ -146,22 +199,54 @@ def check_execute_request(metadata: dict, body) -> dict:
     return body
 
 
-def _check_input(name: str, spec: dict, value) -> None:
+def _check_nested(name: str, schema: dict, v: dict, resolve, depth: int) -> None:
+    if resolve is None:
+        raise _bad(f'input "{name}": nested processes are not available here')
+    if depth + 1 > MAX_NESTING:
+        raise _bad(f'input "{name}": processes nested deeper than {MAX_NESTING} levels')
+    pid = resolve.process_id(v['process'])
+    if pid is None:
+        raise _bad(f'input "{name}": "{v["process"]}" is not a process of this server '
+                   f'({resolve.base_url}/processes/<id>)')
+    nested = {k: val for k, val in v.items() if k != 'process'}
+    if set(nested) - {'inputs', 'outputs'}:
+        raise _bad(f'input "{name}": a nested process takes only process, inputs, outputs')
+    try:
+        check_execute_request(resolve.metadata[pid], nested, resolve, depth + 1)
+        out = selected_output(resolve.metadata[pid], nested)
+    except APIError as err:
+        raise _bad(f'input "{name}" (nested {pid}): {err.detail}') from None
+    out_schema = resolve.metadata[pid]['outputs'][out].get('schema') or {}
+    if is_file(out_schema) and not is_file_input(schema):
+        raise _bad(f'input "{name}" takes a value, but output "{out}" of {pid} is a file')
+
+
+def _check_input(name: str, spec: dict, value, resolve=None, depth: int = 0) -> None:
     schema = spec.get('schema') or {}
     max_occurs = spec.get('maxOccurs', 1)
     values = value if isinstance(value, list) and schema.get('type') != 'array' else [value]
     if max_occurs != 'unbounded' and len(values) > max_occurs:
         raise _bad(f'input "{name}" takes at most {max_occurs} value(s)')
     for v in values:
+        if isinstance(v, dict) and 'process' in v and schema.get('type') != 'object':
+            _check_nested(name, schema, v, resolve, depth)
+            continue
+        if isinstance(v, dict) and 'collection' in v and schema.get('type') != 'object':
+            if not is_file_input(schema):
+                raise _bad(f'input "{name}" is not a file: it cannot be a collection')
+            if resolve is not None and not resolve.collection_ok(v['collection']):
+                raise _bad(f'input "{name}": collection must be the URL of a collection of '
+                           f'this server ({resolve.base_url}/collections/<id>)')
+            continue
         if isinstance(v, dict) and 'href' in v:
-            if not _is_file_input(schema):
+            if not is_file_input(schema):
                 raise _bad(f'input "{name}" cannot be given by reference')
             if not isinstance(v['href'], str) or not v['href'].startswith(('http://', 'https://')):
                 raise _bad(f'input "{name}": href must be an http(s) URL')
             continue
         if isinstance(v, dict) and 'value' in v and schema.get('type') != 'object':
             v = v['value']
-            if _is_file_input(schema):
+            if is_file_input(schema):
                 continue
         try:
             jsonschema.validate(v, {k: s for k, s in schema.items()

@@ -1,5 +1,12 @@
 """Runs one job inside a Celery worker: claim it, run its process, store its outputs,
-call the subscriber back. Everything it needs is in the job store row."""
+call the subscriber back. Everything it needs is in the job store row.
+
+Nested processes (OGC API - Processes Part 3) run inside the same job, before the outer
+process, not as a Celery chain: a task that waits for other tasks deadlocks the embedded
+single worker, and one job keeps one timeout, one heartbeat and one dismiss for the whole
+workflow. Their file outputs are stored in the volatile tier (so they have a URL, a checksum
+and a place in the provenance as entities the outer job used) and read from the job folder.
+"""
 from __future__ import annotations
 
 import base64
@@ -11,8 +18,10 @@ import shutil
 import socket
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import jsonschema
 import requests
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -51,6 +60,21 @@ def _notify(uri: str | None, body: dict) -> None:
         LOGGER.warning('callback %s failed: %s', uri, err)
 
 
+@dataclass
+class ChainContext(JobContext):
+    """A JobContext that reads outputs of nested processes from the job folder, not by HTTP."""
+    local: dict = field(default_factory=dict)    # href -> local path
+
+    def input_file(self, value, suffix: str = '') -> Path:
+        if isinstance(value, dict) and value.get('href') in self.local:
+            return self.local[value['href']]
+        return super().input_file(value, suffix)
+
+
+MAX_COLLECTION_FEATURES = 100_000
+PAGE = 1000
+
+
 class JobRunner:
     def __init__(self, manager: CeleryJobManager, base_url: str, max_input_bytes: int,
                  tiers=None):
@@ -81,10 +105,11 @@ class JobRunner:
             processor = self.manager.get_processor(row['process_id'])
             inputs = documents.inputs_with_defaults(processor.metadata, request.get('inputs') or {})
             target = {k: inputs.pop(k, None) for k in STORAGE_INPUTS}
-            ctx = JobContext(job_id=job_id, user=row['owner'], workdir=workdir,
-                             max_input_bytes=self.max_input_bytes,
-                             report=self._reporter(job_id))
+            ctx = ChainContext(job_id=job_id, user=row['owner'], workdir=workdir,
+                               max_input_bytes=self.max_input_bytes,
+                               report=self._reporter(job_id))
             workdir.mkdir(parents=True, exist_ok=True)
+            inputs = self._resolve(row, processor.metadata, inputs, ctx, [0])
             outputs = processor.run(inputs, ctx)
             results = self._store_outputs(row, processor.metadata, outputs,
                                           request.get('outputs'), workdir, target)
@@ -105,6 +130,133 @@ class JobRunner:
             return 'dismissed'
         _notify(subscriber.get('successUri'), documents.results_document(results))
         return 'successful'
+
+    # -- Part 3: nested processes and collection inputs --------------------------------
+    def _resolve(self, row, metadata: dict, inputs: dict, ctx: ChainContext, counter) -> dict:
+        """Inputs with every nested process run and every collection fetched (depth first)."""
+        out = {}
+        for name, value in inputs.items():
+            spec = metadata.get('inputs', {}).get(name, {})
+            schema = spec.get('schema') or {}
+            many = isinstance(value, list) and schema.get('type') != 'array'
+            values = [self._resolve_one(row, name, schema, v, ctx, counter)
+                      for v in (value if many else [value])]
+            out[name] = values if many else values[0]
+        return out
+
+    def _resolve_one(self, row, name, schema, value, ctx, counter):
+        if not isinstance(value, dict) or schema.get('type') == 'object':
+            return value
+        if 'process' in value:
+            return self._run_nested(row, name, schema, value, ctx, counter)
+        if 'collection' in value:
+            return self._collection(name, schema, value, ctx)
+        return value
+
+    def _run_nested(self, row, name, schema, nested, ctx, counter):
+        prefix = f'{self.base_url}/processes/'
+        pid = nested['process'][len(prefix):].split('?')[0].rstrip('/')
+        pid = pid[:-len('/execution')] if pid.endswith('/execution') else pid
+        if not nested['process'].startswith(prefix) or pid not in self.manager.processes:
+            raise InputError(f'input "{name}": {nested["process"]} is not a process here')
+        processor = self.manager.get_processor(pid)
+        counter[0] += 1
+        sub = ctx.workdir / f'nested-{counter[0]}-{pid}'
+        sub.mkdir(parents=True, exist_ok=True)
+        inputs = documents.inputs_with_defaults(processor.metadata, nested.get('inputs') or {})
+        for k in STORAGE_INPUTS:
+            inputs.pop(k, None)
+        inputs = self._resolve(row, processor.metadata, inputs, ctx, counter)
+        report = ctx.report
+        nested_ctx = ChainContext(job_id=ctx.job_id, user=ctx.user, workdir=sub,
+                                  max_input_bytes=ctx.max_input_bytes, used=ctx.used,
+                                  report=lambda p, m: report(0, f'nested {pid}: {m or p}'),
+                                  local=ctx.local)
+        ctx.progress(0, f'running nested process {pid}')
+        try:
+            out_name = documents.selected_output(processor.metadata, nested)
+        except documents.APIError as err:         # checked at submission; WPS jobs are not
+            raise InputError(f'input "{name}": {err.detail}') from None
+        result = processor.run(inputs, nested_ctx).get(out_name)
+        if result is None:
+            raise InputError(f'input "{name}": nested {pid} gave no output "{out_name}"')
+        href = f"{self.base_url}/jobs/{row['job_id']}#nested-{counter[0]}-{pid}-{out_name}"
+        media = result.media_type
+        if result.path is not None:
+            stored = self._store_outputs(
+                row, processor.metadata, {out_name: result},
+                {out_name: {'transmissionMode': 'reference'}}, sub,
+                {'output_tier': 'volatile',
+                 'output_folder': f"jobs/{row['job_id']}/nested-{counter[0]}"})[out_name]
+            href, digest, size = stored['href'], stored['sha256'], result.path.stat().st_size
+            ctx.local[href] = result.path
+            value = {'href': href, 'type': media}
+        else:
+            data = json.dumps(result.value, sort_keys=True).encode()
+            digest, size = hashlib.sha256(data).hexdigest(), len(data)
+            value = result.value
+            if documents.is_file_input(schema):        # a value feeding a file input: a JSON/text file
+                value = {'value': result.value if isinstance(result.value, str)
+                         else json.dumps(result.value), 'encoding': 'utf-8',
+                         'mediaType': media}
+            else:
+                try:
+                    jsonschema.validate(value, {k: v for k, v in schema.items()
+                                                if k not in ('contentMediaType',
+                                                             'contentEncoding')})
+                except jsonschema.ValidationError as err:
+                    raise InputError(f'input "{name}": the output "{out_name}" of nested '
+                                     f'{pid} does not fit: {err.message}') from None
+        ctx.used.append({'href': href, 'sha256': digest, 'bytes': size, 'mediaType': media,
+                         'process': pid, 'output': out_name})
+        return value
+
+    def _collection(self, name, schema, value, ctx):
+        """A collection of this server as a file: NetCDF from its coverage when the input
+        takes NetCDF and the collection has one, else all its items as one GeoJSON."""
+        url = str(value['collection']).split('?')[0].rstrip('/')
+        if not url.startswith(f'{self.base_url}/collections/'):
+            raise InputError(f'input "{name}": {url} is not a collection of this server')
+        try:
+            doc = requests.get(url, params={'f': 'json'}, timeout=30)
+        except requests.RequestException as err:
+            raise InputError(f'input "{name}": {url} could not be read ({err})') from None
+        if doc.status_code != 200:
+            raise InputError(f'input "{name}": {url} answered HTTP {doc.status_code}')
+        rels = {link.get('rel', '').rsplit('/', 1)[-1] for link in doc.json().get('links', [])}
+        wants_netcdf = 'netcdf' in json.dumps(schema).lower()
+        if wants_netcdf and 'coverage' in rels:
+            return {'href': f'{url}/coverage?f=netcdf'}   # read (and recorded) by input_file
+        if 'items' not in rels:
+            raise InputError(f'input "{name}": {url} has neither items nor a coverage')
+        return self._items_file(name, url, value, ctx)
+
+    def _items_file(self, name, url, value, ctx):
+        params = {'f': 'json', 'limit': PAGE}
+        params.update({k: value[k] for k in ('bbox', 'datetime') if k in value})
+        first = requests.Request('GET', f'{url}/items', params=params).prepare().url
+        features, next_url = [], first
+        while next_url:
+            try:
+                resp = requests.get(next_url, timeout=120)
+            except requests.RequestException as err:
+                raise InputError(f'input "{name}": {url} could not be read ({err})') from None
+            if resp.status_code != 200:
+                raise InputError(f'input "{name}": {next_url} answered HTTP {resp.status_code}')
+            page = resp.json()
+            features += page.get('features', [])
+            if len(features) > MAX_COLLECTION_FEATURES:
+                raise InputError(f'input "{name}": the collection has more than '
+                                 f'{MAX_COLLECTION_FEATURES} items; narrow it with bbox/datetime')
+            next_url = next((link['href'] for link in page.get('links', [])
+                             if link.get('rel') == 'next'), None) if page.get('features') else None
+        target = ctx.workdir / f'collection-{len(ctx.used)}.geojson'
+        data = json.dumps({'type': 'FeatureCollection', 'features': features}).encode()
+        target.write_bytes(data)
+        ctx.local[first] = target
+        ctx.used.append({'href': first, 'sha256': hashlib.sha256(data).hexdigest(),
+                         'bytes': len(data), 'mediaType': 'application/geo+json'})
+        return {'href': first}
 
     def _fail(self, row, message, subscriber, http_status=500) -> str:
         meta = dict(row.get('meta') or {}, http_status=http_status)
