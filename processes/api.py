@@ -20,7 +20,7 @@ from processes.documents import (check_execute_request, iso, process_summary, re
                                  status_info, REL)
 from vre.auth import current_user
 from vre.errors import (APIError, BAD_REQUEST, FAILED_JOB, INVALID_PARAMETER, NO_SUCH_JOB,
-                        NO_SUCH_PROCESS, RESULT_NOT_READY)
+                        NO_SUCH_PROCESS, RESULT_NOT_READY, UNAUTHORIZED)
 
 CONF = 'http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/'
 CONFORMANCE_CLASSES = [CONF + c for c in (
@@ -29,7 +29,7 @@ CONFORMANCE_CLASSES = [CONF + c for c in (
     # Part 3 (workflows): nested processes and collection input (processes/runner.py)
     'http://www.opengis.net/spec/ogcapi-processes-3/1.0/conf/' + c
     for c in ('nested-processes', 'collection-input')]
-STATUSES = ('accepted', 'running', 'successful', 'failed', 'dismissed')
+STATUSES = ('created', 'accepted', 'running', 'successful', 'failed', 'dismissed')
 JOB_TYPES = ('process', 'wps', 'order')
 
 
@@ -103,6 +103,7 @@ class ProcessesAPI:
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise APIError(400, INVALID_PARAMETER, f'the body is not valid JSON: {err}') from None
         check_execute_request(metadata, body)
+        check_job(self.manager.get_processor(process_id), body.get('inputs') or {})
         jco = metadata.get('jobControlOptions', ['sync-execute', 'async-execute'])
         prefer = request.headers.get('Prefer', '')
         wants_async = 'respond-async' in prefer
@@ -181,7 +182,7 @@ class ProcessesAPI:
 
     def results(self, job_id):
         row = self.job_for_request(job_id)
-        if row['status'] in ('accepted', 'running'):
+        if row['status'] in ('created', 'accepted', 'running'):
             raise APIError(404, RESULT_NOT_READY, f"job {job_id} is {row['status']}; "
                            'poll its status and ask again when it is successful')
         if row['status'] == 'failed':
@@ -225,6 +226,18 @@ class ProcessesAPI:
         media = result.get('type') or result.get('mediaType') or 'application/octet-stream'
         return send_file(path, mimetype=media, conditional=True,
                          download_name=f'{job_id}-{path.name}')
+
+
+def check_job(processor, inputs: dict, partial: bool = False) -> None:
+    """The process's own checks of a job's inputs (beyond the schema), as 4xx problems."""
+    from processes.base import InputError
+    if getattr(processor, 'needs_user', False) and current_user() is None:
+        raise APIError(401, UNAUTHORIZED, 'jobs of this process belong to a user: send a '
+                       'bearer token', headers={'WWW-Authenticate': 'Bearer'})
+    try:
+        processor.check(inputs, partial=partial)
+    except InputError as err:
+        raise APIError(400, INVALID_PARAMETER, str(err)) from None
 
 
 def raw_response(results: dict, headers: dict, requested: dict) -> Response:

@@ -21,6 +21,15 @@ class InputError(Exception):
     """A client mistake found while running (bad file, empty selection): job fails, 4xx."""
 
 
+class FetchError(InputError):
+    """A reference that could not be read; `retry` when the server may answer later
+    (5xx, 429, timeout, refused connection) rather than never (404, too large)."""
+
+    def __init__(self, message: str, retry: bool = False):
+        super().__init__(message)
+        self.retry = retry
+
+
 @dataclass
 class Output:
     """One output of a run: a JSON-able value, or a file written in the job's folder."""
@@ -60,26 +69,38 @@ class JobContext:
         return target
 
     def _download(self, href: str, target: Path) -> None:
-        if href.startswith('file://'):
-            raise InputError('file:// references are not allowed; use http(s) URLs')
+        self.fetch(href, target)
+
+    def fetch(self, href: str, target: Path, limit: int | None = None,
+              timeout=(10, 120)) -> dict:
+        """Stream an http(s) URL to `target`, checksumming on the way; the read is recorded
+        in `used` (provenance). Raises FetchError; bounded by `timeout` and `limit` bytes."""
+        if not href.startswith(('http://', 'https://')):
+            raise FetchError('only http(s) references can be read (file:// and others are '
+                             'not allowed)')
+        limit = limit or self.max_input_bytes
         try:
-            with requests.get(href, stream=True, timeout=(10, 120)) as resp:
+            with requests.get(href, stream=True, timeout=timeout) as resp:
                 if resp.status_code != 200:
-                    raise InputError(f'{href} answered HTTP {resp.status_code}')
+                    raise FetchError(f'{href} answered HTTP {resp.status_code}',
+                                     retry=resp.status_code >= 500 or resp.status_code == 429)
                 size = 0
                 digest = hashlib.sha256()
                 with target.open('wb') as fh:
                     for chunk in resp.iter_content(1 << 20):
                         size += len(chunk)
-                        if size > self.max_input_bytes:
-                            raise InputError(f'{href} is larger than the input limit '
-                                             f'({self.max_input_bytes} bytes)')
+                        if size > limit:
+                            raise FetchError(f'{href} is larger than the input limit '
+                                             f'({limit} bytes)')
                         digest.update(chunk)
                         fh.write(chunk)
-                self.used.append({'href': href, 'sha256': digest.hexdigest(), 'bytes': size,
-                                  'mediaType': resp.headers.get('Content-Type')})
+                used = {'href': href, 'sha256': digest.hexdigest(), 'bytes': size,
+                        'mediaType': resp.headers.get('Content-Type')}
+                self.used.append(used)
+                return used
         except requests.RequestException as err:
-            raise InputError(f'{href} could not be read: {type(err).__name__}') from None
+            raise FetchError(f'{href} could not be read: {type(err).__name__}',
+                             retry=True) from None
 
 
 TIERS = ['volatile', 'workspace', 'dataspace']
@@ -122,6 +143,9 @@ class VREProcess(BaseProcessor):
     rerun_safe: bool = True        # may be run again if its worker dies mid-job
     timeout: float | None = None   # seconds; None = the server's default
     default_tier: str = 'volatile'
+    job_type: str = 'process'      # the job list's `type` of its jobs (orders: 'order')
+    basket_input: str | None = None  # the array input PATCH {"add", "remove"} edits
+    needs_user: bool = False       # jobs of anonymous callers are refused (401)
 
     def __init__(self, processor_def: dict):
         metadata = dict(self.METADATA)
@@ -133,6 +157,11 @@ class VREProcess(BaseProcessor):
 
     def run(self, inputs: dict, ctx: JobContext) -> dict[str, Output]:
         raise NotImplementedError
+
+    def check(self, inputs: dict, partial: bool = False) -> None:
+        """Checks at submission that the schema cannot make (ids that must exist), so a
+        mistake is a 400 now rather than a failed job later; raise InputError. `partial`:
+        a job still being put together (Part 4 `created`), which may be incomplete."""
 
     def execute(self, data: dict, outputs=None):
         """pygeoapi's in-process entry point, for tools that call processors directly."""

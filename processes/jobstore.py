@@ -37,6 +37,7 @@ jobs = Table(
     Column('meta', JSON),                               # per-kind extras (WPS, orders)
 )
 
+# created (Part 4: not queued yet) -> accepted -> running -> successful | failed | dismissed
 ACTIVE = ('accepted', 'running')
 FINAL = ('successful', 'failed', 'dismissed')
 

@@ -45,18 +45,39 @@ class CeleryJobManager(BaseManager):
         return celery_app
 
     def submit(self, process_id: str, request: dict, owner: str | None,
-               type_: str = 'process', meta: dict | None = None) -> dict:
+               type_: str | None = None, meta: dict | None = None) -> dict:
         """Record an accepted job and queue it; answers the job row."""
+        row = self.create(process_id, request, owner, type_, meta, status='accepted')
+        self.enqueue(row)
+        return row
+
+    def create(self, process_id: str, request: dict, owner: str | None,
+               type_: str | None = None, meta: dict | None = None,
+               status: str = 'created') -> dict:
+        """Record a job without queueing it (OGC API - Processes Part 4: a job being put
+        together, e.g. an order basket); `start` queues it."""
         processor = self.get_processor(process_id)
         timeout = float(getattr(processor, 'timeout', None) or self.default_timeout)
         now = utcnow()
-        row = dict(job_id=str(uuid.uuid4()), type=type_, process_id=process_id,
-                   status='accepted', message='queued', progress=0, owner=owner,
-                   request=request, results=None, created=now, updated=now,
+        row = dict(job_id=str(uuid.uuid4()),
+                   type=type_ or getattr(processor, 'job_type', 'process'),
+                   process_id=process_id, status=status,
+                   message='queued' if status == 'accepted' else status, progress=0,
+                   owner=owner, request=request, results=None, created=now, updated=now,
                    timeout=timeout, attempts=0,
                    rerun_safe=int(bool(getattr(processor, 'rerun_safe', False))),
                    meta=meta or {})
         self.store.add(row)
+        return row
+
+    def start(self, job_id: str) -> dict | None:
+        """created -> accepted and queued; None when the job is no longer `created`."""
+        row = self.store.get(job_id)
+        meta = dict((row or {}).get('meta') or {}, submitted=utcnow().isoformat())
+        if row is None or not self.store.update(job_id, only_if_status=['created'],
+                                                status='accepted', message='queued', meta=meta):
+            return None
+        row = self.store.get(job_id)
         self.enqueue(row)
         return row
 

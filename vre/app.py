@@ -17,7 +17,8 @@ from vre.settings import Settings, load_settings
 LOGGER = logging.getLogger(__name__)
 
 # Route modules of the other packages; each has `register(app, api, settings)`.
-ROUTE_MODULES = ['processes.api', 'wps.http', 'storage.http', 'providers.http']
+ROUTE_MODULES = ['processes.api', 'processes.job_management', 'wps.http', 'storage.http',
+                 'providers.http', 'processes.orders']
 
 
 def create_app(settings: Settings | None = None):

@@ -207,7 +207,8 @@ def openapi():
 
 def _attach_package_commands() -> None:
     import importlib
-    for module, name in (('providers.cli', 'harvest'), ('storage.cli', 'storage')):
+    for module, name in (('providers.cli', 'harvest'), ('storage.cli', 'storage'),
+                         ('processes.order_cli', 'order')):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as err:

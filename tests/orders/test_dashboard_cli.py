@@ -1,0 +1,125 @@
+"""The dashboard page in a real headless browser (Debian `chromium`), and `vre order` on the
+command line, both against a real server."""
+from __future__ import annotations
+
+import html.parser
+import json
+import os
+import shutil
+import subprocess
+import zipfile
+
+import pytest
+import requests
+
+from orderkit import VRE, wait_for
+
+COLUMNS = ['Order number', 'BDI', 'Dataset name', 'Source', 'Submitted', 'Delivered',
+           'Status', 'Size (bytes)']
+
+
+class Table(html.parser.HTMLParser):
+    """The rows of <table id="orders"> as lists of cell texts."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self.inside, self.cell = [], False, None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == 'table' and ('id', 'orders') in attrs:
+            self.inside = True
+        elif self.inside and tag == 'tr':
+            self.rows.append([])
+        elif self.inside and tag in ('td', 'th'):
+            self.cell = ''
+
+    def handle_endtag(self, tag):
+        if tag == 'table':
+            self.inside = False
+        elif self.inside and tag in ('td', 'th') and self.cell is not None:
+            self.rows[-1].append(self.cell.strip())
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+
+def submit(server, granules, user='alice'):
+    r = requests.post(f'{server.url}/jobs', headers=server.auth(user), timeout=30, json={
+        'process': 'order', 'inputs': {'granules': granules}})
+    jid = r.json()['jobID']
+    requests.post(f'{server.url}/jobs/{jid}/results', headers=server.auth(user), timeout=30)
+    return wait_for(server, jid, user)
+
+
+def chromium_dom(url: str, tmp_path) -> str:
+    exe = shutil.which('chromium')
+    if exe is None:
+        pytest.fail('Debian chromium is needed: apt-get install -y chromium')
+    proc = subprocess.run(
+        [exe, '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+         '--disable-component-update', '--no-first-run', f'--user-data-dir={tmp_path}/chrome',
+         '--virtual-time-budget=10000', '--dump-dom', url],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_dashboard_table_in_headless_chromium(order_server, tmp_path):
+    s = order_server
+    done = submit(s, ['D6901929_001', 'sdn-netCDF_timeseries_tidegauge'])
+    assert done['status'] == 'successful'
+    # the token goes in the fragment: a browser never sends it, the page's script uses it
+    dom = chromium_dom(f'{s.url}/orders?f=html&bdi=seadatanet#token={s.token("alice")}',
+                       tmp_path)
+    table = Table()
+    table.feed(dom)
+    head, rows = table.rows[0], table.rows[1:]
+    assert head == COLUMNS
+    mine = [r for r in rows if r[0] == done['jobID']]
+    want = requests.get(f'{s.url}/orders/{done["jobID"]}', headers=s.auth('alice'),
+                        timeout=30).json()['lines']
+    want = [ln for ln in want if ln['bdi'] == 'seadatanet']
+    assert len(mine) == len(want) == 1
+    assert mine[0][1:4] == [want[0]['bdi'], want[0]['dataset'], want[0]['source']]
+    assert mine[0][6:] == ['delivered', str(want[0]['size'])]
+    assert all(r[1] == 'seadatanet' for r in rows)
+
+    # without a token the page shows an empty table, not someone's orders
+    anonymous = Table()
+    anonymous.feed(chromium_dom(f'{s.url}/orders?f=html', tmp_path / 'anon'))
+    assert anonymous.rows == [COLUMNS]
+
+
+def test_vre_order_command(order_server, tmp_path):
+    s = order_server
+    env = {k: v for k, v in os.environ.items() if not k.startswith('VRE_')}
+    env.update(VRE_URL=s.url, VRE_TOKEN=s.token('alice'))
+
+    def vre(*args, ok=True):
+        proc = subprocess.run([VRE, 'order', *args], env=env, capture_output=True, text=True,
+                              timeout=120, cwd=tmp_path)
+        assert (proc.returncode == 0) == ok, proc.stderr
+        return proc
+
+    job = json.loads(vre('create', 'D6901929_002').stdout)
+    jid = job['jobID']
+    assert 'unknown granule' in vre('add', jid, 'no-such-granule', ok=False).stderr
+    vre('add', jid, 'D6901929_003')
+    vre('remove', jid, 'D6901929_002')
+    assert json.loads(vre('submit', jid).stdout)['status'] == 'accepted'
+    assert wait_for(s, jid)['status'] == 'successful'
+    lines = json.loads(vre('show', jid).stdout)['lines']
+    assert [(ln['granule'], ln['status']) for ln in lines] == [('D6901929_003', 'delivered')]
+    assert jid in vre('list', '--csv', '--bdi', 'argo').stdout
+
+    whole = requests.get(f'{s.url}/orders/{jid}/download', headers=s.auth('alice'),
+                         timeout=30).content
+    target = tmp_path / 'o.zip'
+    target.write_bytes(whole[:777])              # an interrupted download
+    vre('download', jid, '-o', str(target))
+    assert target.read_bytes() == whole
+    assert zipfile.ZipFile(target).namelist() == ['argo/D6901929_003.nc', 'manifest.json']
+    pushed = json.loads(vre('push', jid, '--path', 'cli/o.zip').stdout)
+    assert pushed['path'] == 'cli/o.zip' and pushed['size'] == len(whole)

@@ -1,0 +1,267 @@
+"""Orders over HTTP against a real server: baskets as Part 4 jobs, fulfilment on the Celery
+worker from three BDIs (one answering 503), the zip and manifest against the source files,
+retry of what failed, provenance, dashboard, downloads with Range, push to the workspace,
+and the client mistakes."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import time
+import zipfile
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from orderkit import BDI_DATA, StandIn, wait_for
+
+SDN_GRANULES = ['sdn-netCDF_timeseries_tidegauge', 'sdn-sample_ODV']
+
+
+def api(server, method, path, user='alice', headers=None, **kwargs):
+    return requests.request(method, f'{server.url}{path}', timeout=60,
+                            headers={**server.auth(user), **(headers or {})}, **kwargs)
+
+
+def granule_ids(server, bdi, limit):
+    r = requests.get(f'{server.url}/collections/{bdi}-granules/items',
+                     params={'limit': limit, 'f': 'json'}, timeout=30)
+    assert r.status_code == 200, r.text
+    ids = [f['id'] for f in r.json()['features']]
+    assert len(ids) == limit
+    return ids
+
+
+def disk_file(source_url: str):
+    """The sample file the stand-in served for this URL, found on disk by the test."""
+    parts = urlsplit(source_url)
+    bdi, _, rel = parts.path.lstrip('/').partition('/')
+    if bdi == 'obis':
+        return StandIn.obis['/' + rel + ('?' + parts.query if parts.query else '')]
+    if bdi == 'argo':
+        return BDI_DATA / 'argo' / rel
+    return BDI_DATA / bdi / rel
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def new_basket(server, granules, user='alice', **inputs):
+    r = api(server, 'POST', '/jobs', user, json={
+        'process': f'{server.url}/processes/order', 'inputs': {'granules': granules, **inputs}})
+    assert r.status_code == 201, r.text
+    assert r.headers['Location'].endswith(f"/jobs/{r.json()['jobID']}")
+    return r.json()
+
+
+def test_basket_is_a_created_job_edited_then_submitted(order_server):
+    s = order_server
+    argo = granule_ids(s, 'argo', 3)
+    job = new_basket(s, argo[:1])
+    jid = job['jobID']
+    assert job['status'] == 'created' and job['type'] == 'order'
+    listed = api(s, 'GET', '/jobs', params={'type': 'order', 'status': 'created',
+                                             'limit': 100}).json()
+    assert jid in [j['jobID'] for j in listed['jobs']]
+    r = api(s, 'PATCH', f'/jobs/{jid}', json={'add': argo[1:] + SDN_GRANULES,
+                                               'remove': [argo[0]]})
+    assert r.status_code == 200, r.text
+    definition = api(s, 'GET', f'/jobs/{jid}/definition').json()
+    assert definition['inputs']['granules'] == argo[1:] + SDN_GRANULES
+    r = api(s, 'PATCH', f'/jobs/{jid}', json={'inputs': {'granules': argo[:2]}})
+    assert r.status_code == 200, r.text
+    assert api(s, 'GET', f'/jobs/{jid}/definition').json()['inputs']['granules'] == argo[:2]
+    assert api(s, 'GET', f'/jobs/{jid}/results').status_code == 404       # not submitted
+    r = api(s, 'POST', f'/jobs/{jid}/results')
+    assert r.status_code == 201, r.text
+    assert r.json()['status'] == 'accepted' and r.headers['Location'].endswith(jid)
+    locked = api(s, 'PATCH', f'/jobs/{jid}', json={'add': [argo[2]]})
+    assert locked.status_code == 423 and locked.headers['Content-Type'].startswith(
+        'application/problem+json')
+    assert api(s, 'POST', f'/jobs/{jid}/results').status_code == 423
+    assert wait_for(s, jid)['status'] == 'successful'
+
+
+def test_three_bdis_one_down_then_retry(order_server, bdi_down):
+    s = order_server
+    argo, obis = granule_ids(s, 'argo', 4), granule_ids(s, 'obis', 2)
+    job = new_basket(s, argo + obis + SDN_GRANULES)
+    bdi_down('/seadatanet/')                                 # SeaDataNet goes down
+    started = time.monotonic()
+    assert api(s, 'POST', f"/jobs/{job['jobID']}/results").status_code == 201
+    done = wait_for(s, job['jobID'])
+    assert done['status'] == 'successful'
+    assert time.monotonic() - started < 60                   # bounded, never hangs
+    order = api(s, 'GET', f"/orders/{job['jobID']}").json()
+    by_id = {ln['granule']: ln for ln in order['lines']}
+    assert {g for g, ln in by_id.items() if ln['status'] == 'delivered'} == set(argo + obis)
+    for g in SDN_GRANULES:
+        assert by_id[g]['status'] == 'failed' and by_id[g]['bdi'] == 'seadatanet'
+        assert '503' in by_id[g]['error'] or 'down' in by_id[g]['error']
+
+    r = api(s, 'GET', f"/orders/{job['jobID']}/download")
+    assert r.status_code == 200 and r.headers['Content-Type'] == 'application/zip'
+    zf = zipfile.ZipFile(io.BytesIO(r.content))
+    manifest = json.loads(zf.read('manifest.json'))
+    assert manifest['delivered'] == 6 and manifest['failed'] == 2
+    assert 'seadatanet' in manifest['bdis_down']
+    for e in manifest['granules']:
+        if e['status'] != 'delivered':
+            assert 'file' not in e
+            continue
+        source = disk_file(e['source_url']).read_bytes()
+        member = zf.read(e['file'])
+        assert member == source
+        assert e['sha256'] == sha256(source) == e['expected_sha256']
+        assert e['bytes'] == len(source)
+        assert e['licence'] and e['citation'] and e['url']
+    assert sorted(n.split('/')[0] for n in zf.namelist() if n != 'manifest.json') == \
+        ['argo'] * 4 + ['obis'] * 2
+
+    # resumable download: the rest of the file from an offset
+    part = api(s, 'GET', f"/orders/{job['jobID']}/download", headers={'Range': 'bytes=1000-'})
+    assert part.status_code == 206 and part.content == r.content[1000:]
+
+    # provenance: every granule read is a used entity with its source URL and checksum
+    prov = api(s, 'GET', f"/jobs/{job['jobID']}/prov").json()
+    used = {(v['prov:location'], v['vre:sha256']) for v in prov['entity'].values()
+            if 'vre:bytes' in v}
+    for e in manifest['granules']:
+        if e['status'] == 'delivered':
+            assert (e['source_url'], e['sha256']) in used
+    assert len(prov['used']) >= 6
+
+    StandIn.failing.clear()                                  # SeaDataNet is back
+    retry = api(s, 'POST', f"/orders/{job['jobID']}/retry")
+    assert retry.status_code == 201, retry.text
+    again = wait_for(s, retry.json()['jobID'])
+    assert again['status'] == 'successful'
+    lines = api(s, 'GET', f"/orders/{again['jobID']}").json()['lines']
+    assert {ln['granule']: ln['status'] for ln in lines} == {g: 'delivered' for g in SDN_GRANULES}
+    zf = zipfile.ZipFile(io.BytesIO(api(s, 'GET', f"/orders/{again['jobID']}/download").content))
+    for e in json.loads(zf.read('manifest.json'))['granules']:
+        assert zf.read(e['file']) == disk_file(e['source_url']).read_bytes()
+    again_retry = api(s, 'POST', f"/orders/{again['jobID']}/retry")
+    assert again_retry.status_code == 409                    # nothing failed
+
+
+def test_order_of_a_bdi_down_throughout_fails_with_reasons(order_server, bdi_down):
+    s = order_server
+    bdi_down('/obis/')
+    job = new_basket(s, granule_ids(s, 'obis', 2))
+    api(s, 'POST', f"/jobs/{job['jobID']}/results")
+    done = wait_for(s, job['jobID'])
+    assert done['status'] == 'failed' and '503' in done['message']
+    lines = api(s, 'GET', f"/orders/{job['jobID']}").json()['lines']
+    assert [ln['status'] for ln in lines] == ['failed', 'failed']
+    assert api(s, 'GET', f"/orders/{job['jobID']}/download").status_code == 404
+    StandIn.failing.clear()
+    retry = api(s, 'POST', f"/orders/{job['jobID']}/retry")
+    assert wait_for(s, retry.json()['jobID'])['status'] == 'successful'
+
+
+def test_dashboard_json_csv_filters_and_owners(order_server):
+    s = order_server
+    argo = granule_ids(s, 'argo', 2)
+    done = new_basket(s, argo)
+    api(s, 'POST', f"/jobs/{done['jobID']}/results")
+    wait_for(s, done['jobID'])
+    basket = new_basket(s, SDN_GRANULES[:1])
+    doc = api(s, 'GET', '/orders').json()
+    orders = {o['id']: o for o in doc['orders']}
+    assert {done['jobID'], basket['jobID']} <= set(orders)
+    lines = orders[done['jobID']]['lines']
+    assert [(ln['granule'], ln['bdi'], ln['status']) for ln in lines] == \
+        [(g, 'argo', 'delivered') for g in argo]
+    for ln in lines:
+        assert ln['submitted'] and ln['delivered'] and ln['dataset'] and ln['source']
+        assert ln['size'] == disk_file(ln['source'].replace(
+            'https://data-argo.ifremer.fr', s.stand_in + '/argo')).stat().st_size
+    assert [ln['status'] for ln in orders[basket['jobID']]['lines']] == ['basket']
+
+    only_sdn = api(s, 'GET', '/orders', params={'bdi': 'seadatanet'}).json()['orders']
+    assert only_sdn and all(ln['bdi'] == 'seadatanet' for o in only_sdn for ln in o['lines'])
+    delivered = api(s, 'GET', '/orders', params={'status': 'delivered'}).json()['orders']
+    assert all(ln['status'] == 'delivered' for o in delivered for ln in o['lines'])
+    assert done['jobID'] in {o['id'] for o in delivered}
+    assert basket['jobID'] not in {o['id'] for o in delivered}
+
+    rows = list(csv.DictReader(io.StringIO(api(s, 'GET', '/orders', params={'f': 'csv'}).text)))
+    assert {(r['order'], r['granule']) for r in rows} >= {(done['jobID'], g) for g in argo}
+    assert set(rows[0]) >= {'order', 'bdi', 'dataset', 'source', 'submitted', 'delivered',
+                            'status', 'size'}
+
+    html = api(s, 'GET', '/orders', params={'f': 'html'})
+    assert html.status_code == 200 and done['jobID'] in html.text
+
+    for bad in ({'status': 'lost'}, {'bdi': 'nosuch'}, {'f': 'xml'}):
+        r = api(s, 'GET', '/orders', params=bad)
+        assert r.status_code == 400 and r.json()['detail']
+    assert api(s, 'GET', '/orders', user=None).status_code == 401
+    # bob sees none of alice's orders, and cannot reach them
+    assert done['jobID'] not in {o['id'] for o in api(s, 'GET', '/orders', 'bob').json()['orders']}
+    for method, path in (('GET', f"/orders/{done['jobID']}"),
+                         ('GET', f"/orders/{done['jobID']}/download"),
+                         ('POST', f"/orders/{done['jobID']}/workspace"),
+                         ('POST', f"/orders/{done['jobID']}/retry"),
+                         ('PATCH', f"/jobs/{basket['jobID']}"),
+                         ('POST', f"/jobs/{basket['jobID']}/results")):
+        r = api(s, method, path, 'bob', json={'add': argo})
+        assert r.status_code == 404, (method, path, r.text)
+
+
+def test_push_to_workspace(order_server):
+    s = order_server
+    job = new_basket(s, granule_ids(s, 'obis', 1), output_tier='volatile')
+    api(s, 'POST', f"/jobs/{job['jobID']}/results")
+    assert wait_for(s, job['jobID'])['status'] == 'successful'
+    zipped = api(s, 'GET', f"/orders/{job['jobID']}/download").content
+    r = api(s, 'POST', f"/orders/{job['jobID']}/workspace", json={'path': 'orders/obis.zip'})
+    assert r.status_code == 201, r.text
+    assert r.json()['tier'] == 'workspace' and r.json()['sha256'] == sha256(zipped)
+    got = requests.get(r.json()['href'], headers=s.auth('alice'), timeout=30)
+    assert got.status_code == 200 and got.content == zipped
+    assert requests.get(r.json()['href'], headers=s.auth('bob'), timeout=30).status_code in (403, 404)
+
+
+@pytest.mark.parametrize('body,status,words', [
+    ({'process': 'order', 'inputs': {'granules': ['no-such-granule']}}, 400, 'unknown granule'),
+    ({'process': 'order', 'inputs': {'granules': ['eurobis-esas_dwca_sample']}}, 400,
+     'not configured'),
+    ({'process': 'order', 'inputs': {'granules': 'D6901929_001'}}, 400, 'granules'),
+    ({'process': 'nosuch', 'inputs': {}}, 404, 'nosuch'),
+    ({'process': 42}, 400, 'process'),
+    ({'process': 'order', 'inputs': {'colour': 'red'}}, 400, 'colour'),
+])
+def test_bad_baskets_are_clear_4xx(order_server, body, status, words):
+    r = api(order_server, 'POST', '/jobs', json=body)
+    assert r.status_code == status, r.text
+    assert r.headers['Content-Type'].startswith('application/problem+json')
+    assert words in r.json()['detail']
+
+
+def test_bad_edits_and_submissions_are_clear_4xx(order_server):
+    s = order_server
+    empty = new_basket(s, [])
+    jid = empty['jobID']
+    r = api(s, 'POST', f'/jobs/{jid}/results')
+    assert r.status_code == 400 and 'empty' in r.json()['detail']
+    assert api(s, 'GET', f'/jobs/{jid}').json()['status'] == 'created'
+    for body, words in (({'add': ['no-such-granule']}, 'unknown granule'),
+                        ({'add': 'D6901929_001'}, 'lists'),
+                        ({'colour': 'red'}, 'unknown members')):
+        r = api(s, 'PATCH', f'/jobs/{jid}', json=body)
+        assert r.status_code == 400 and words in r.json()['detail'], r.text
+    r = api(s, 'PATCH', f'/jobs/{jid}', data='{not json', headers={
+        'Content-Type': 'application/json'})
+    assert r.status_code == 400
+    assert api(s, 'POST', '/jobs', None, json={
+        'process': 'order', 'inputs': {'granules': []}}).status_code == 401
+    r = api(s, 'POST', '/processes/order/execution', json={'inputs': {'granules': []}},
+            headers={'Prefer': 'respond-async'})
+    assert r.status_code == 400 and 'empty' in r.json()['detail']
+    assert api(s, 'PATCH', '/jobs/no-such-job', json={'add': []}).status_code == 404
+    assert api(s, 'GET', '/orders/no-such-job').status_code == 404
