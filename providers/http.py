@@ -74,3 +74,5 @@ def register(app, api, settings) -> None:
             mimetype='application/json')
 
     app.register_blueprint(bp)
+    from providers import coverage
+    coverage.register(app, api, settings)

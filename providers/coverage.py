@@ -1,0 +1,327 @@
+"""OGC API - Coverages for gridded NetCDF (ERDDAP griddap bathymetry, DIVAnd climatologies).
+
+pygeoapi's stock xarray provider ignores a bbox alone, rejects `...Z` times and fails on a
+single instant, so this one selects index ranges itself: bbox or `subset=lon(a:b)`/`lat(..)`/
+`depth(..)`/`time("..")`, single values as the nearest cell (time: that instant, or that day
+for a date). `data` is the file path, normally under the configured mirror; a missing file
+answers 503 and never stops the server from starting. pygeoapi builds a provider per request,
+so opened datasets and their axis metadata are cached per path (reopened if the file changes).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from http import HTTPStatus
+
+import numpy as np
+import xarray as xr
+from pygeoapi.provider.base import (BaseProvider, ProviderGenericError,
+                                    ProviderRequestEntityTooLargeError)
+
+from providers.query import bad, time_range
+
+CRS84 = 'http://www.opengis.net/def/crs/OGC/1.3/CRS84'
+ALIASES = {'x': ('lon', 'long', 'longitude', 'x'), 'y': ('lat', 'latitude', 'y'),
+           'z': ('depth', 'z', 'elevation_level'), 't': ('time', 't')}
+KEEP_ENCODING = ('dtype', '_FillValue', 'scale_factor', 'add_offset', 'units', 'calendar')
+
+
+class Unavailable(ProviderGenericError):
+    """The configured grid file is not there (no mirror, partial mirror): 503, not a crash."""
+    http_status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    ogc_exception_code = 'ServiceUnavailable'
+
+
+class NoCells(ProviderGenericError):
+    """A subset that is well formed but outside the grid."""
+    http_status_code = HTTPStatus.NOT_FOUND
+    ogc_exception_code = 'NotFound'
+
+
+@dataclass
+class Grid:
+    """An opened dataset with its axes found once: role ('x','y','z','t') -> dimension name."""
+    ds: xr.Dataset
+    axes: dict
+    fields: dict
+
+
+_GRIDS: dict[str, tuple[tuple, Grid]] = {}
+_LOCK = threading.Lock()
+
+
+def _role(name: str, var) -> str | None:
+    attrs = {k: str(v).lower() for k, v in var.attrs.items()}
+    if attrs.get('axis') in ('X', 'x') or attrs.get('units') in ('degrees_east', 'degree_east') \
+            or attrs.get('standard_name') == 'longitude':
+        return 'x'
+    if attrs.get('axis') in ('Y', 'y') or attrs.get('units') in ('degrees_north', 'degree_north') \
+            or attrs.get('standard_name') == 'latitude':
+        return 'y'
+    if np.issubdtype(var.dtype, np.datetime64) or attrs.get('axis') == 't' \
+            or attrs.get('standard_name') == 'time':
+        return 't'
+    if attrs.get('axis') == 'z' or 'positive' in attrs or attrs.get('standard_name') in (
+            'depth', 'altitude', 'height'):
+        return 'z'
+    return None
+
+
+def open_grid(path: str) -> Grid | None:
+    """The cached Grid of a file, None if the file is absent; reopened when it changes."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (st.st_mtime_ns, st.st_size)
+    with _LOCK:
+        cached = _GRIDS.get(path)
+        if cached and cached[0] == key:
+            return cached[1]
+        try:
+            ds = xr.open_dataset(path)
+        except Exception as err:   # a corrupt file is a server-side problem, said plainly
+            raise Unavailable(user_msg=f'the grid file cannot be read: {type(err).__name__}')
+        axes = {}
+        for name in ds.dims:
+            if name in ds.coords and (role := _role(name, ds[name])) and role not in axes:
+                axes[role] = name
+        if 'x' not in axes or 'y' not in axes:
+            raise Unavailable(user_msg='the grid file has no longitude/latitude axes')
+        dims = set(axes.values())
+        fields = {}
+        for name, var in ds.data_vars.items():
+            if {axes['x'], axes['y']} <= set(var.dims) <= dims:
+                fields[name] = {'type': 'number', 'title': var.attrs.get('long_name', name),
+                                'x-ogc-unit': var.attrs.get('units', '')}
+        grid = Grid(ds, axes, fields)
+        if cached:
+            cached[1].ds.close()
+        _GRIDS[path] = (key, grid)
+        return grid
+
+
+def _iso(value) -> str:
+    return np.datetime_as_string(np.datetime64(value, 's'), unit='s') + 'Z'
+
+
+def _range(values: np.ndarray) -> np.ndarray:
+    return np.array([np.nanmin(values), np.nanmax(values)]) if np.isfinite(values).any() \
+        else np.array([np.nan, np.nan])
+
+
+def _subset_extent(attrs: dict, out: xr.Dataset) -> dict:
+    """The source's ACDD/ERDDAP extent attributes rewritten to the subset (not the whole grid)."""
+    attrs = dict(attrs)
+    names = {'x': ('geospatial_lon_min', 'geospatial_lon_max', 'Westernmost_Easting',
+                   'Easternmost_Easting'),
+             'y': ('geospatial_lat_min', 'geospatial_lat_max', 'Southernmost_Northing',
+                   'Northernmost_Northing')}
+    for role, keys in names.items():
+        dim = next((d for d in out.dims if _role(d, out[d]) == role), None)
+        if dim is None:
+            continue
+        lo, hi = (float(v) for v in _range(out[dim].values))
+        for key, value in zip(keys, (lo, hi, lo, hi)):
+            if key in attrs:
+                attrs[key] = value
+    return attrs
+
+
+def _step(values: np.ndarray) -> float | None:
+    return float(abs(values[1] - values[0])) if values.size > 1 else None
+
+
+class GridCoverage(BaseProvider):
+    """Coverage provider for one gridded NetCDF file (`data`); option `max_cells` caps answers."""
+
+    def __init__(self, provider_def):
+        super().__init__(provider_def)
+        self.max_cells = int((self.options or {}).get('max_cells', 5_000_000))
+        self.grid = open_grid(str(self.data))
+        if self.grid is None:
+            self.axes = [n for r in 'xyzt' for n in ALIASES[r]]
+            self._coverage_properties = {'width': 0, 'height': 0, 'resx': None, 'resy': None}
+            return
+        ax = self.grid.axes
+        self.axes = sorted({*ax.values(), *(a for r in ax for a in ALIASES[r])})
+        self._fields = dict(self.grid.fields)
+        x, y = (self.grid.ds[ax[r]].values for r in 'xy')
+        props = {'width': x.size, 'height': y.size, 'resx': _step(x), 'resy': _step(y),
+                 'bbox': [float(x.min()), float(y.min()), float(x.max()), float(y.max())]}
+        if 't' in ax:
+            t = self.grid.ds[ax['t']].values
+            if np.issubdtype(t.dtype, np.datetime64):
+                props['time_range'] = [_iso(t.min()), _iso(t.max())]
+        if 'z' in ax:
+            z = self.grid.ds[ax['z']].values
+            props['uad'] = {'vertical': {'interval': [[float(z.min()), float(z.max())]],
+                                         'name': ax['z']}}
+        self._coverage_properties = props
+
+    def get_fields(self):
+        return self._fields
+
+    # the query ---------------------------------------------------------------------------
+    def query(self, properties=None, subsets=None, bbox=None, datetime_=None, format_='json',
+              **kwargs):
+        if self.grid is None:
+            raise Unavailable(user_msg=f'the grid of this collection is not available on this '
+                                       f'server (no file {os.path.basename(str(self.data))} in '
+                                       'the configured mirror)')
+        ds, ax = self.grid.ds, self.grid.axes
+        names = list(properties or self.fields)
+        wanted = self._by_role(subsets or {})
+        if bbox:
+            if 'x' in wanted or 'y' in wanted:
+                raise bad('bbox and subset on lon/lat cannot be used together')
+            wanted['x'] = [bbox[0], bbox[2] if len(bbox) == 4 else bbox[3]]
+            wanted['y'] = [bbox[1], bbox[3] if len(bbox) == 4 else bbox[4]]
+        if datetime_:
+            if 't' in wanted:
+                raise bad('datetime and subset on time cannot be used together')
+            if 't' not in ax:
+                raise bad('this grid has no time axis')
+            wanted['t'] = datetime_
+        index = {ax[r]: self._cut(r, v) for r, v in wanted.items()}
+        out = ds[names].isel(index)
+        cells = int(np.prod([out.sizes[d] for d in out.dims])) * max(len(names), 1)
+        if cells > self.max_cells:
+            raise ProviderRequestEntityTooLargeError(
+                f'{cells} values asked, at most {self.max_cells}: use bbox or subset')
+        if format_ == 'json':
+            return self._covjson(out, names)
+        return self._netcdf(out)
+
+    def _by_role(self, subsets: dict) -> dict:
+        ax = self.grid.axes
+        wanted = {}
+        for name, values in subsets.items():
+            role = next((r for r, d in ax.items() if name == d or name.lower() in ALIASES[r]),
+                        None)
+            if role is None:
+                raise bad(f'this grid has no axis {name!r}; axes: {", ".join(ax.values())}')
+            if role in wanted:
+                raise bad(f'axis {name!r} is subset twice')
+            if not 1 <= len(values) <= 2:
+                raise bad(f'subset {name} needs one value or low:high')
+            wanted[role] = values
+        return wanted
+
+    def _cut(self, role: str, values) -> slice:
+        """Index range of one axis: [lo, hi] inclusive, or the nearest cell to one value."""
+        dim = self.grid.axes[role]
+        coord = self.grid.ds[dim].values
+        if role == 't' and np.issubdtype(coord.dtype, np.datetime64):
+            return self._cut_time(dim, coord, values)
+        try:
+            nums = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise bad(f'subset {dim} needs numbers, got {values!r}') from None
+        if any(np.isnan(n) for n in nums):
+            raise bad(f'subset {dim} needs numbers, got {values!r}')
+        lo_c, hi_c = float(coord.min()), float(coord.max())
+        if len(nums) == 1:
+            half = (_step(coord) or 0) / 2
+            if not lo_c - half <= nums[0] <= hi_c + half:
+                raise NoCells(user_msg=f'{dim}={nums[0]} is outside the grid ({lo_c}..{hi_c})')
+            i = int(np.argmin(np.abs(coord - nums[0])))
+            return slice(i, i + 1)
+        lo, hi = nums
+        if lo > hi:
+            raise bad(f'subset {dim}({lo}:{hi}): low is above high')
+        return self._span(dim, (coord >= lo) & (coord <= hi), f'{lo}..{hi}', f'{lo_c}..{hi_c}')
+
+    def _cut_time(self, dim, coord, values) -> slice:
+        if isinstance(values, str):                  # the datetime parameter
+            text = values
+        elif len(values) == 1:
+            text = str(values[0])
+        else:
+            text = f'{values[0]}/{values[1]}'
+        start, end = time_range(text.replace('"', ''))
+        t = coord.astype('datetime64[s]')
+        keep = np.ones(t.shape, bool)
+        if start:
+            keep &= t >= np.datetime64(start.rstrip('Z'))
+        if end:
+            keep &= t <= np.datetime64(end.rstrip('Z'))
+        return self._span(dim, keep, text, f'{_iso(t.min())}..{_iso(t.max())}')
+
+    @staticmethod
+    def _span(dim, keep: np.ndarray, asked: str, extent: str) -> slice:
+        found = np.flatnonzero(keep)
+        if found.size == 0:
+            raise NoCells(user_msg=f'no grid cell of {dim} in {asked}; the grid has {extent}')
+        return slice(int(found[0]), int(found[-1]) + 1)
+
+    # outputs -----------------------------------------------------------------------------
+    def _covjson(self, out: xr.Dataset, names: list[str]) -> dict:
+        ax = self.grid.axes
+        role_of = {d: r for r, d in ax.items()}
+        axes = {}
+        for role, dim in ax.items():
+            vals = out[dim].values
+            axes[role] = {'values': [_iso(v) for v in vals] if role == 't' and
+                          np.issubdtype(vals.dtype, np.datetime64) else vals.tolist()}
+        referencing = [{'coordinates': ['x', 'y'],
+                        'system': {'type': 'GeographicCRS', 'id': CRS84}}]
+        if 'z' in ax:
+            attrs = self.grid.ds[ax['z']].attrs
+            referencing.append({'coordinates': ['z'], 'system': {
+                'type': 'VerticalCRS', 'cs': {'csAxes': [{
+                    'name': {'en': ax['z']}, 'direction': attrs.get('positive', 'down'),
+                    'unit': {'symbol': attrs.get('units', '')}}]}}})
+        if 't' in ax:
+            referencing.append({'coordinates': ['t'],
+                                'system': {'type': 'TemporalRS', 'calendar': 'Gregorian'}})
+        params, ranges = {}, {}
+        for name in names:
+            var = out[name]
+            meta = self.fields[name]
+            params[name] = {'type': 'Parameter', 'description': {'en': meta['title']},
+                            'unit': {'symbol': meta['x-ogc-unit']},
+                            'observedProperty': {'id': name, 'label': {'en': meta['title']}}}
+            values = var.values.astype('f8').ravel()
+            ranges[name] = {'type': 'NdArray', 'dataType': 'float',
+                            'axisNames': [role_of[d] for d in var.dims],
+                            'shape': list(var.shape),
+                            'values': [None if np.isnan(v) else float(v) for v in values]}
+        return {'type': 'Coverage', 'domain': {'type': 'Domain', 'domainType': 'Grid',
+                                               'axes': axes, 'referencing': referencing},
+                'parameters': params, 'ranges': ranges}
+
+    @staticmethod
+    def _netcdf(out: xr.Dataset) -> bytes:
+        """NetCDF-4 of the subset with the source's attributes and packing (not its chunking)."""
+        out = out.copy()
+        for name, var in out.variables.items():
+            var.encoding = {k: v for k, v in var.encoding.items() if k in KEEP_ENCODING}
+            if name in out.coords:      # GDAL < 3.7 takes a coordinate's actual_range as the
+                var.attrs.pop('actual_range', None)    # grid's edges: half a cell off; drop it
+            elif 'actual_range' in var.attrs:
+                var.attrs['actual_range'] = _range(var.values).astype(var.dtype)
+        out.attrs = _subset_extent(out.attrs, out)
+        with tempfile.NamedTemporaryFile(suffix='.nc') as fh:
+            out.to_netcdf(fh.name, engine='netcdf4')
+            return open(fh.name, 'rb').read()
+
+
+def register(app, api, settings) -> None:
+    """pygeoapi 0.21 answers a malformed bbox on /coverage with a 500: check it first (400)."""
+    from flask import request
+    from pygeoapi.api import validate_bbox
+
+    from vre.errors import BAD_REQUEST, APIError
+
+    @app.before_request
+    def _coverage_bbox():
+        parts = request.path.rstrip('/').split('/')
+        if len(parts) == 4 and parts[1] == 'collections' and parts[3] == 'coverage' \
+                and 'bbox' in request.args:
+            try:
+                validate_bbox(request.args['bbox'])
+            except ValueError as err:
+                raise APIError(400, BAD_REQUEST, f'bbox: {err}') from None
