@@ -1,0 +1,149 @@
+"""Order fulfilment against a plain download of the same bytes from the same HTTP server.
+
+    .venv/bin/python bench/orders.py [--small 1000] [--big-mb 1000] [--tier dataspace]
+
+Builds, in a temporary folder, N small NetCDF files and one big NetCDF file, serves them
+with Python's threaded HTTP server as an 'argo' BDI, writes their index rows (as a harvest
+would: path, size, SHA-256), starts a real `vre serve`, then times
+  plain: GET every file with one requests session, to disk (what a user's script does);
+  order: POST /jobs + POST /jobs/{id}/results until the job is successful (fetch, checksum,
+         open as NetCDF, zip, store in the tier).
+Goal (issue 5): an order within 1.5x of the plain download.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import http.server
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / 'tests'))
+
+from serverkit import start_server  # noqa: E402
+
+
+def write_nc(path: Path, n_values: int) -> None:
+    import netCDF4
+    with netCDF4.Dataset(path, 'w') as ds:
+        ds.createDimension('N', n_values)
+        var = ds.createVariable('TEMP', 'f4', ('N',))
+        step = 1 << 24
+        for i in range(0, n_values, step):
+            k = min(step, n_values - i)
+            var[i:i + k] = np.random.default_rng(i).random(k, dtype='f4')
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open('rb') as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def make_files(root: Path, small: int, big_mb: int) -> dict[str, list[Path]]:
+    folder = root / 'bdi' / 'files'
+    folder.mkdir(parents=True)
+    smalls = []
+    for i in range(small):
+        p = folder / f'S{i:05d}.nc'
+        write_nc(p, 500)
+        smalls.append(p)
+    big = folder / 'BIG.nc'
+    write_nc(big, big_mb * (1 << 20) // 4)
+    return {'small': smalls, 'big': [big]}
+
+
+def index_rows(index_url: str, base: str, files: list[Path]) -> None:
+    from providers import store
+    eng = store.engine(index_url)
+    rows = [{'id': p.stem, 'bdi': 'argo', 'collection': 'bench', 'path': f'files/{p.name}',
+             'url': f'{base}files/{p.name}', 'title': p.name, 'type': 'profile-file',
+             'size': p.stat().st_size, 'checksum': sha256(p), 'license': 'CC-BY-4.0',
+             'citation': 'bench'} for p in files]
+    with eng.begin() as conn:
+        store.upsert(conn, store.GRANULE, rows)
+        conn.execute(store.BDI.delete().where(store.BDI.c.name == 'argo'))
+        conn.execute(store.BDI.insert().values(name='argo', title='bench', kind='bench',
+                                               source=f'url {base}'))
+
+
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def serve(folder: Path) -> str:
+    handler = functools.partial(Quiet, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return f'http://127.0.0.1:{httpd.server_address[1]}/'
+
+
+def plain(base: str, files: list[Path], out: Path) -> float:
+    out.mkdir(parents=True, exist_ok=True)
+    session = requests.Session()
+    t0 = time.perf_counter()
+    for p in files:
+        with session.get(f'{base}files/{p.name}', stream=True, timeout=60) as r:
+            r.raise_for_status()
+            with (out / p.name).open('wb') as fh:
+                for chunk in r.iter_content(1 << 20):
+                    fh.write(chunk)
+    return time.perf_counter() - t0
+
+
+def order(server, ids: list[str], tier: str) -> float:
+    auth = server.auth('alice')
+    t0 = time.perf_counter()
+    r = requests.post(f'{server.url}/jobs', headers=auth, timeout=600, json={
+        'process': 'order', 'inputs': {'granules': ids, 'output_tier': tier}})
+    r.raise_for_status()
+    jid = r.json()['jobID']
+    requests.post(f'{server.url}/jobs/{jid}/results', headers=auth, timeout=600).raise_for_status()
+    while True:
+        doc = requests.get(f'{server.url}/jobs/{jid}', headers=auth, timeout=60).json()
+        if doc['status'] in ('successful', 'failed'):
+            break
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - t0
+    if doc['status'] != 'successful':
+        raise SystemExit(f'order failed: {doc["message"]}')
+    return elapsed
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--small', type=int, default=1000)
+    ap.add_argument('--big-mb', type=int, default=1000)
+    ap.add_argument('--tier', default='dataspace')
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix='vre-bench-orders-') as tmp:
+        tmp = Path(tmp)
+        files = make_files(tmp, args.small, args.big_mb)
+        base = serve(tmp / 'bdi')
+        home = tmp / 'home'
+        home.mkdir()
+        index_rows(f'sqlite:///{home}/index.sqlite', base, files['small'] + files['big'])
+        with start_server(home) as server:
+            for label, group in (('small', files['small']), ('big', files['big'])):
+                nbytes = sum(p.stat().st_size for p in group)
+                t_plain = plain(base, group, tmp / f'plain-{label}')
+                t_order = order(server, [p.stem for p in group], args.tier)
+                print(f'{label}: {len(group)} granule(s), {nbytes / 1e6:.1f} MB: plain '
+                      f'{t_plain:.2f} s ({nbytes / 1e6 / t_plain:.0f} MB/s), order '
+                      f'{t_order:.2f} s ({nbytes / 1e6 / t_order:.0f} MB/s), '
+                      f'ratio {t_order / t_plain:.2f}x', flush=True)
+
+
+if __name__ == '__main__':
+    main()
