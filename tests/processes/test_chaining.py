@@ -11,6 +11,7 @@ import subprocess
 import numpy as np
 import pytest
 import requests
+import xarray as xr
 from PIL import Image
 
 from serverkit import VRE, start_server
@@ -109,7 +110,8 @@ def test_nested_failure_fails_the_outer_job_with_its_reason(vre_server, static_s
 
 @pytest.fixture(scope='module')
 def obis_server(tmp_path_factory, bdi_data):
-    """A server whose index holds the OBIS sample (vre harvest obis --mirror)."""
+    """A server whose index holds the OBIS sample (vre harvest obis --mirror) and whose
+    coverages are read from the sample mirror."""
     home = tmp_path_factory.mktemp('part3') / 'home'
     home.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(('VRE_', 'PYGEOAPI_'))}
@@ -117,7 +119,7 @@ def obis_server(tmp_path_factory, bdi_data):
     proc = subprocess.run([VRE, 'harvest', 'obis', '--mirror', str(bdi_data), '--json'],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    with start_server(home) as server:
+    with start_server(home, extra_env={'VRE_BDI_MIRROR': str(bdi_data)}) as server:
         yield server
 
 
@@ -154,3 +156,23 @@ def test_collection_items_are_fetched_page_by_page(obis_server, tmp_path, monkey
     assert len(items['features']) > 3 * 50
     assert [f['id'] for f in got] == [f['id'] for f in items['features']]
     assert isinstance(ctx, JobContext) and ctx.used[0]['bytes'] > 0
+
+
+def test_coverage_collection_input_as_netcdf(obis_server, static_server):
+    """A NetCDF input given as a coverage collection: the land mask of variational-analysis
+    from the GEBCO coverage is the one from the same file by reference."""
+    rng = np.random.default_rng(5)
+    csv = 'longitude,latitude,t\n' + '\n'.join(
+        f'{x},{y},{x / 10}' for x, y in zip(rng.uniform(100, 110, 200),
+                                           rng.uniform(-66.5, -64, 200)))
+    base = {'observations': {'value': csv, 'mediaType': 'text/csv'}, 'variable': 't',
+            'bbox': [100, -66.5, 110, -64], 'nx': 40, 'ny': 30, 'correlation_length': 30,
+            'min_depth': 50}
+    masks = []
+    for bathy in ({'href': f'{static_server}/erddap/coastwatch_griddap_GEBCO_2020_subset.nc'},
+                  {'collection': f'{obis_server.url}/collections/bathymetry-gebco-2020'}):
+        r = execute(obis_server, 'variational-analysis', {'inputs': dict(base, bathymetry=bathy)})
+        assert r.status_code == 200, r.text
+        masks.append(xr.open_dataset(io.BytesIO(r.content))['mask'].values)
+    assert 0 < masks[0].mean() < 1
+    np.testing.assert_array_equal(masks[0], masks[1])
