@@ -298,3 +298,17 @@ def test_dataset_is_opened_once_and_reopened_when_it_changes(tmp_path):
     os.utime(f)                                             # a new mtime: a changed file
     assert GridCoverage(pdef).grid is not first.grid
     assert GridCoverage(dict(pdef, data=str(tmp_path / 'absent.nc'))).grid is None
+
+
+def test_answers_above_max_cells_are_refused(tmp_path):
+    from pygeoapi.provider.base import ProviderRequestEntityTooLargeError
+    from providers.coverage import GridCoverage
+    f = tmp_path / 'g.nc'
+    divand_layout(f)
+    p = GridCoverage({'name': 'providers.coverage.GridCoverage', 'type': 'coverage',
+                      'data': str(f), 'options': {'max_cells': 8}})
+    assert p.query(properties=[VAR], subsets={'lat': [44], 'depth': [0], 'time': [
+        '2009-02-15T00:00:00Z']})['ranges'][VAR]['shape'] == [1, 1, 1, 8]
+    with pytest.raises(ProviderRequestEntityTooLargeError):
+        p.query(properties=[VAR], subsets={'lat': [44, 44.5], 'depth': [0],
+                                           'time': ['2009-02-15T00:00:00Z']})
