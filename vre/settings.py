@@ -22,6 +22,7 @@ class Settings:
     jobs_db_url: str = ''           # VRE_JOBS_DB: SQLAlchemy URL of the job store
     index_db_url: str = ''          # VRE_INDEX_DB: SQLAlchemy URL of the BDI index
     users_file: Path = field(default=Path())   # VRE_USERS
+    bdi_mirror: Path = field(default=Path())   # VRE_BDI_MIRROR: local mirror of the BDIs
     max_body_bytes: int = 100 * 1024 * 1024    # VRE_MAX_BODY
     job_timeout: int = 3600         # VRE_JOB_TIMEOUT seconds, hard limit per job
     worker_concurrency: int = 0     # VRE_WORKER_CONCURRENCY, 0 = cores
@@ -47,6 +48,7 @@ class Settings:
             'VRE_PUBLIC_URL': self.url, 'REDIS_URL': self.redis_url or '',
             'VRE_JOBS_DB': self.jobs_db_url, 'VRE_INDEX_DB': self.index_db_url,
             'VRE_USERS': str(self.users_file), 'VRE_MAX_BODY': str(self.max_body_bytes),
+            'VRE_BDI_MIRROR': str(self.bdi_mirror),
             'VRE_JOB_TIMEOUT': str(self.job_timeout),
             'VRE_WORKER_CONCURRENCY': str(self.worker_concurrency),
             'VRE_WEB_WORKERS': str(self.web_workers),
@@ -67,6 +69,7 @@ def load_settings(**overrides) -> Settings:
         jobs_db_url=env.get('VRE_JOBS_DB') or f'sqlite:///{home}/jobs.sqlite',
         index_db_url=env.get('VRE_INDEX_DB') or f'sqlite:///{home}/index.sqlite',
         users_file=Path(env.get('VRE_USERS') or home / 'users.yml'),
+        bdi_mirror=Path(env.get('VRE_BDI_MIRROR') or home / 'mirror').resolve(),
         max_body_bytes=int(env.get('VRE_MAX_BODY', 100 * 1024 * 1024)),
         job_timeout=int(env.get('VRE_JOB_TIMEOUT', 3600)),
         worker_concurrency=int(env.get('VRE_WORKER_CONCURRENCY', 0)),
