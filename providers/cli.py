@@ -22,6 +22,7 @@ def harvest(bdis, mirror, urls, as_json):
     from vre.settings import load_settings
 
     settings = load_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)     # the index lives there
     config = load_config(settings)
     try:
         url_map = dict(u.split('=', 1) for u in urls)

@@ -12,6 +12,20 @@ import requests
 from serverkit import VRE
 
 
+def wait_for_workers(env: dict, count: int, timeout: float = 60) -> None:
+    """Until `count` workers answer a Celery ping on the broker (the new one has connected)."""
+    import sys
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run([sys.executable, '-m', 'celery', '-A', 'processes.celery_app:celery_app',
+                              'inspect', 'ping', '--timeout', '2'], env=env, capture_output=True,
+                             text=True).stdout
+        if out.count('pong') >= count:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f'fewer than {count} workers answer on the broker')
+
+
 def test_a_second_worker_takes_jobs(tmp_path, server_factory):
     home = tmp_path / 'home'
     with server_factory(home, extra_env={'VRE_WORKER_CONCURRENCY': '1'}) as server:
@@ -24,11 +38,11 @@ def test_a_second_worker_takes_jobs(tmp_path, server_factory):
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)
         try:
-            time.sleep(3)   # let it connect
+            wait_for_workers(env, 2)
             ids = []
             for i in range(2):
                 r = requests.post(f'{server.url}/processes/echo/execution',
-                                  json={'inputs': {'echoInput': f'w{i}', 'pause': 4}},
+                                  json={'inputs': {'echoInput': f'w{i}', 'pause': 8}},
                                   headers={'Prefer': 'respond-async'})
                 ids.append(r.json()['jobID'])
             deadline = time.monotonic() + 30
