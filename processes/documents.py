@@ -7,6 +7,8 @@ or, for file inputs, a collection of this server ({"collection": URL})."""
 from __future__ import annotations
 
 import copy
+import functools
+import json
 
 import jsonschema
 
@@ -221,6 +223,16 @@ def _check_nested(name: str, schema: dict, v: dict, resolve, depth: int) -> None
         raise _bad(f'input "{name}" takes a value, but output "{out}" of {pid} is a file')
 
 
+@functools.lru_cache(maxsize=1024)
+def _validator(schema_json: str):
+    """A checked, compiled validator per input schema: built once, not per request."""
+    schema = {k: v for k, v in json.loads(schema_json).items()
+              if k not in ('contentMediaType', 'contentEncoding')}
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
 def _check_input(name: str, spec: dict, value, resolve=None, depth: int = 0) -> None:
     schema = spec.get('schema') or {}
     max_occurs = spec.get('maxOccurs', 1)
@@ -248,8 +260,7 @@ def _check_input(name: str, spec: dict, value, resolve=None, depth: int = 0) -> 
             v = v['value']
             if is_file_input(schema):
                 continue
-        try:
-            jsonschema.validate(v, {k: s for k, s in schema.items()
-                                    if k not in ('contentMediaType', 'contentEncoding')})
-        except jsonschema.ValidationError as err:
-            raise _bad(f'input "{name}": {err.message}') from None
+        error = jsonschema.exceptions.best_match(_validator(json.dumps(schema, sort_keys=True))
+                                                 .iter_errors(v))
+        if error is not None:
+            raise _bad(f'input "{name}": {error.message}')

@@ -84,7 +84,7 @@ class JobStore:
 
     def add(self, row: dict) -> None:
         with self.engine.begin() as conn:
-            conn.execute(jobs.insert().values(**row))
+            conn.execute(jobs.insert(), row)      # one cached compiled statement
 
     def get(self, job_id: str) -> dict | None:
         with self.engine.connect() as conn:

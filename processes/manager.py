@@ -37,6 +37,14 @@ class CeleryJobManager(BaseManager):
         self.heartbeat_grace = float(manager_def.get('heartbeat_grace') or 5 * HEARTBEAT_SECONDS)
         self._last_reap = 0.0
         self._reap_lock = threading.Lock()
+        self._processors = {}
+
+    def get_processor(self, process_id: str):
+        """One instance per process and process: processors hold no per-job state, and
+        building one (import, metadata merge) is not free on the hot path of execute."""
+        if process_id not in self._processors:
+            self._processors[process_id] = super().get_processor(process_id)
+        return self._processors[process_id]
 
     # -- submission -------------------------------------------------------------
     @property

@@ -35,20 +35,23 @@ TEXT_TYPES = ('text/', 'application/json', 'application/geo+json', 'application/
 
 
 class Heartbeat(threading.Thread):
-    """Stamps the job row every few seconds while it runs: silence means a dead worker."""
+    """Stamps the rows of the jobs this process runs every few seconds: silence means a dead
+    worker. One thread per worker process, started on first use (not one per job)."""
 
-    def __init__(self, manager: CeleryJobManager, job_id: str):
-        super().__init__(daemon=True)
-        self.manager, self.job_id = manager, job_id
-        self.stop = threading.Event()
+    def __init__(self, manager: CeleryJobManager):
+        super().__init__(daemon=True, name='vre-heartbeat')
+        self.manager = manager
+        self.running: set[str] = set()
 
     def run(self):
-        while not self.stop.wait(HEARTBEAT_SECONDS):
-            try:
-                self.manager.store.update(self.job_id, only_if_status=['running'],
-                                          heartbeat=utcnow())
-            except Exception:  # a busy database must not kill the job
-                LOGGER.warning('heartbeat of %s not written', self.job_id, exc_info=True)
+        while True:
+            time.sleep(HEARTBEAT_SECONDS)
+            for job_id in list(self.running):
+                try:
+                    self.manager.store.update(job_id, only_if_status=['running'],
+                                              heartbeat=utcnow())
+                except Exception:  # a busy database must not kill the job
+                    LOGGER.warning('heartbeat of %s not written', job_id, exc_info=True)
 
 
 def _notify(uri: str | None, body: dict) -> None:
@@ -82,6 +85,15 @@ class JobRunner:
         self.base_url = base_url.rstrip('/')
         self.max_input_bytes = max_input_bytes
         self.tiers = tiers          # storage.tiers.Tiers: where outputs by reference go
+        self._heartbeat = None
+
+    @property
+    def heartbeat(self) -> Heartbeat:
+        # started lazily: a prefork child must start its own thread after the fork
+        if self._heartbeat is None or not self._heartbeat.is_alive():
+            self._heartbeat = Heartbeat(self.manager)
+            self._heartbeat.start()
+        return self._heartbeat
 
     def run(self, job_id: str) -> str:
         store = self.manager.store
@@ -89,17 +101,18 @@ class JobRunner:
         if row is None or row['status'] != 'accepted':
             return 'skipped'          # dismissed, or already claimed by another delivery
         now = utcnow()
-        if not store.update(job_id, only_if_status=['accepted'], status='running',
-                            started=now, heartbeat=now, message='running', progress=0,
-                            worker=f'{socket.gethostname()}:{os.getpid()}',
-                            attempts=jobs.c.attempts + 1):
+        claim = dict(status='running', started=now, heartbeat=now, updated=now,
+                     message='running', progress=0,
+                     worker=f'{socket.gethostname()}:{os.getpid()}')
+        if not store.update(job_id, only_if_status=['accepted'],
+                            attempts=jobs.c.attempts + 1, **claim):
             return 'skipped'
-        row = store.get(job_id)
+        row.update(claim, attempts=row['attempts'] + 1)
         request = row['request'] or {}
         subscriber = request.get('subscriber') or {}
         _notify(subscriber.get('inProgressUri'), documents.status_info(row, self.base_url))
-        beat = Heartbeat(self.manager, job_id)
-        beat.start()
+        beating = self.heartbeat.running
+        beating.add(job_id)
         workdir = self.manager.output_dir / job_id
         try:
             processor = self.manager.get_processor(row['process_id'])
@@ -121,7 +134,7 @@ class JobRunner:
             LOGGER.exception('job %s failed', job_id)
             return self._fail(row, f'process error: {type(err).__name__}: {err}', subscriber)
         finally:
-            beat.stop.set()
+            beating.discard(job_id)
         meta = dict(row.get('meta') or {}, used=ctx.used)
         if not store.update(job_id, only_if_status=['running'], status='successful',
                             finished=utcnow(), progress=100, message='done', results=results,
