@@ -313,8 +313,10 @@ class JobRunner:
                     path = workdir / (name + ('.json' if 'json' in media else '.txt'))
                     data = json.dumps(out.value) if 'json' in media else str(out.value)
                     path.write_text(data)
-                href = self._to_tier(row, name, path, media, target)
+                href, digest = self._to_tier(row, name, path, media, target)
                 results[name] = {'href': href, 'type': media, 'path': str(path)}
+                if digest:
+                    results[name]['sha256'] = digest      # the tier hashed it while storing
             elif out.path is not None:
                 data = out.path.read_bytes()
                 if media.startswith(TEXT_TYPES):
@@ -327,15 +329,17 @@ class JobRunner:
             else:
                 results[name] = {'value': out.value, 'mediaType': media}
         for r in results.values():
-            r['sha256'] = _sha256(r)
+            if not r.get('sha256'):
+                r['sha256'] = _sha256(r)
         return results
 
-
-    def _to_tier(self, row, name: str, path: Path, media: str, target: dict) -> str:
+    def _to_tier(self, row, name: str, path: Path, media: str,
+                 target: dict) -> tuple[str, str | None]:
+        """(URL, SHA-256) of a file output stored in the tier the request chose."""
         tier_name = target.get('output_tier') or 'volatile'
         owner = row['owner']
         if self.tiers is None:
-            return f"{self.base_url}/jobs/{row['job_id']}/outputs/{name}"
+            return f"{self.base_url}/jobs/{row['job_id']}/outputs/{name}", None
         if tier_name != 'volatile' and owner is None:
             raise InputError(f'output_tier={tier_name} needs a signed-in user; anonymous jobs '
                              'write to the volatile tier')
@@ -349,7 +353,7 @@ class JobRunner:
         except StorageError as err:
             raise InputError(f'output "{name}" could not be stored in the {tier_name} tier: '
                              f'{err}') from None
-        return tier.url_for(stored)
+        return tier.url_for(stored), stored.sha256
 
 
 def _sha256(result: dict) -> str:
