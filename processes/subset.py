@@ -1,4 +1,5 @@
-"""`subset`: cut a NetCDF or CSV file by bbox, time interval, vertical range and variables.
+"""`subset`: cut a NetCDF or CSV file by bbox, time interval, vertical range and variables;
+written as NetCDF (CF), CSV, GeoJSON or GeoTIFF (grids).
 
 NetCDF files are opened lazily and cut with index selections, so only the selected part is
 read; CSV files are filtered in chunks of rows. Masks on one dimension (positions and times of
@@ -15,7 +16,7 @@ import xarray as xr
 from processes.base import InputError, Output, VREProcess
 from processes.cfdata import (argo_vertical, as_datetime, bbox_lonlat, find_axes, is_netcdf,
                               open_netcdf, read_table, table_axes, time_interval)
-from processes.tables import FORMATS, write_selection
+from processes.tables import FORMATS, GEOTIFF, write_selection
 
 CHUNK_ROWS = 10_000
 DATA_INPUT = {
@@ -29,6 +30,13 @@ DATA_INPUT = {
 FORMAT_INPUT = {
     'title': 'Output format', 'description': 'netcdf (CF), csv or geojson (points).',
     'schema': {'type': 'string', 'enum': sorted(FORMATS), 'default': 'netcdf'},
+    'minOccurs': 0, 'maxOccurs': 1,
+}
+SUBSET_FORMAT_INPUT = {
+    'title': 'Output format',
+    'description': 'netcdf (CF), csv, geojson (points) or geotiff (latitude/longitude grids '
+                   'only: EPSG:4326, one band per variable and time/depth slice, NaN nodata).',
+    'schema': {'type': 'string', 'enum': sorted(FORMATS | GEOTIFF), 'default': 'netcdf'},
     'minOccurs': 0, 'maxOccurs': 1,
 }
 VARIABLES_INPUT = {
@@ -192,11 +200,11 @@ class SubsetProcess(VREProcess):
                               'by reference by bounding box, time interval, vertical range '
                               '(pressure in dbar or depth in m, as the file has it; Argo '
                               'adjusted pressure in delayed/adjusted mode) and variables, and '
-                              'writes the cut as CF NetCDF, CSV or GeoJSON points. NetCDF is read '
+                              'writes the cut as CF NetCDF, CSV, GeoJSON points or GeoTIFF (grids). NetCDF is read '
                               'lazily and CSV in chunks, so only the selection is held.'},
         'jobControlOptions': ['sync-execute', 'async-execute', 'dismiss'],
         'outputTransmission': ['value', 'reference'],
-        'keywords': ['subset', 'bbox', 'time', 'depth', 'NetCDF', 'CSV', 'GeoJSON'],
+        'keywords': ['subset', 'bbox', 'time', 'depth', 'NetCDF', 'CSV', 'GeoJSON', 'GeoTIFF'],
         'links': [],
         'inputs': {
             'data': DATA_INPUT,
@@ -229,13 +237,14 @@ class SubsetProcess(VREProcess):
                 'schema': {'type': 'number'}, 'minOccurs': 0, 'maxOccurs': 1,
             },
             'variables': VARIABLES_INPUT,
-            'output_format': FORMAT_INPUT,
+            'output_format': SUBSET_FORMAT_INPUT,
         },
         'outputs': {
             'subset': {
                 'title': 'The cut',
-                'description': 'NetCDF (application/x-netcdf), CSV (text/csv) or GeoJSON '
-                               '(application/geo+json), as output_format asks.',
+                'description': 'NetCDF (application/x-netcdf), CSV (text/csv), GeoJSON '
+                               '(application/geo+json) or GeoTIFF (image/tiff; '
+                               'application=geotiff), as output_format asks.',
                 'schema': {'type': 'string', 'contentEncoding': 'binary'},
             },
             'summary': {

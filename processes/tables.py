@@ -1,4 +1,5 @@
-"""Writing a selection as NetCDF (CF), CSV or GeoJSON: shared by subset and the extractors.
+"""Writing a selection as NetCDF (CF), CSV, GeoJSON or GeoTIFF: shared by subset and the
+extractors (which offer the first three; GeoTIFF is for grids only).
 
 Why one place: every process that cuts data offers the same three formats, and a dataset
 must be flattened to a table the same way (one row per observation, empty rows dropped).
@@ -18,6 +19,7 @@ from processes.cfdata import write_netcdf
 
 FORMATS = {'netcdf': ('application/x-netcdf', '.nc'), 'csv': ('text/csv', '.csv'),
            'geojson': ('application/geo+json', '.geojson')}
+GEOTIFF = {'geotiff': ('image/tiff; application=geotiff', '.tif')}
 MAX_FEATURES = 200_000   # GeoJSON is for maps and small results; CSV/NetCDF for more
 
 
@@ -100,12 +102,75 @@ def table_to_dataset(df: pd.DataFrame, axes: dict, title: str) -> xr.Dataset:
     return ds
 
 
+def _regular_axis(values: np.ndarray, name: str) -> float:
+    """The constant step of a grid axis; GeoTIFF has one geotransform, so no irregular axes."""
+    if values.size < 2:
+        raise InputError(f'GeoTIFF needs at least two cells along {name}')
+    step = np.diff(values.astype(float))
+    if not np.allclose(step, step[0], rtol=1e-4, atol=0):
+        raise InputError(f'GeoTIFF needs a regular grid: {name} is not evenly spaced')
+    return float(step[0])
+
+
+def write_geotiff(ds: xr.Dataset, axes: dict, target: Path) -> int:
+    """A lat/lon grid as a north-up GeoTIFF in EPSG:4326, one band per 2-D slice of each data
+    variable (other dimensions such as time or depth give more bands); NaN is nodata.
+    Returns the number of bands."""
+    import rasterio
+    from rasterio.transform import from_origin
+    lat, lon = axes.get('latitude'), axes.get('longitude')
+    if not (lat in ds.dims and lon in ds.dims):
+        raise InputError('GeoTIFF is for gridded data (latitude and longitude dimensions); '
+                         'this selection holds points or profiles: ask for netcdf, csv or '
+                         'geojson')
+    dy = _regular_axis(ds[lat].values, lat)
+    dx = _regular_axis(ds[lon].values, lon)
+    if dx < 0:
+        ds = ds.isel({lon: slice(None, None, -1)})
+        dx = -dx
+    if dy > 0:                                          # rows from north to south
+        ds = ds.isel({lat: slice(None, None, -1)})
+    dy = abs(dy)
+    bands, names, wide = [], [], False
+    for name, var in ds.data_vars.items():
+        if not ({lat, lon} <= set(var.dims) and np.issubdtype(var.dtype, np.number)):
+            continue
+        others = [d for d in var.dims if d not in (lat, lon)]
+        wide |= var.dtype.itemsize > 4
+        stacked = var.transpose(*others, lat, lon)
+        for index in np.ndindex(*[ds.sizes[d] for d in others]):
+            band = stacked[index] if others else stacked
+            label = ', '.join(f'{d}={ds[d].values[i]}' if d in ds.coords else f'{d}={i}'
+                              for d, i in zip(others, index))
+            bands.append(np.asarray(band.values, dtype='float64'))
+            names.append(f'{name} {label}'.strip())
+    if not bands:
+        raise InputError('GeoTIFF: no numeric variable on the latitude/longitude grid')
+    dtype = 'float64' if wide else 'float32'
+    x0 = float(ds[lon].values[0]) - dx / 2
+    y0 = float(ds[lat].values[0]) + dy / 2
+    profile = {'driver': 'GTiff', 'width': ds.sizes[lon], 'height': ds.sizes[lat],
+               'count': len(bands), 'dtype': dtype, 'crs': 'EPSG:4326', 'nodata': np.nan,
+               'transform': from_origin(x0, y0, dx, dy), 'compress': 'deflate'}
+    with rasterio.open(target, 'w', **profile) as dst:
+        for i, (band, label) in enumerate(zip(bands, names), start=1):
+            dst.write(band.astype(dtype), i)
+            dst.set_band_description(i, label)
+    return len(bands)
+
+
 def write_selection(sel, axes: dict, fmt: str, workdir: Path, stem: str, title: str):
     """Writes a Dataset or a DataFrame in the asked format; returns (path, media type, rows)."""
-    if fmt not in FORMATS:
-        raise InputError(f'output_format must be one of {sorted(FORMATS)}')
-    media, suffix = FORMATS[fmt]
+    if fmt not in FORMATS and fmt not in GEOTIFF:
+        raise InputError(f'output_format must be one of {sorted(FORMATS | GEOTIFF)}')
+    media, suffix = {**FORMATS, **GEOTIFF}[fmt]
     target = workdir / f'{stem}{suffix}'
+    if fmt == 'geotiff':
+        if not isinstance(sel, xr.Dataset):
+            raise InputError('GeoTIFF is for gridded data; a table (CSV input) holds points: '
+                             'ask for netcdf, csv or geojson')
+        write_geotiff(sel, axes, target)
+        return target, media, None
     if fmt == 'netcdf':
         ds = sel if isinstance(sel, xr.Dataset) else table_to_dataset(sel, axes, title)
         ds.attrs.update({'Conventions': 'CF-1.8', 'title': title})
