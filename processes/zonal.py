@@ -54,22 +54,21 @@ def polygons(doc: dict) -> list[dict]:
     return features
 
 
-def raster_path(value, inputs, ctx) -> Path:
+def raster_path(path: Path, variable: str | None, workdir: Path) -> Path:
     """A GeoTIFF of the raster input: as given, or a NetCDF grid variable written as one."""
-    path = ctx.input_file(value)
     if not is_netcdf(path):
         return path
     with open_netcdf(path, 'raster') as ds:
         axes = find_axes(ds)
         gridded = [n for n, v in ds.data_vars.items()
                    if {axes['latitude'], axes['longitude']} <= set(v.dims)]
-        name = inputs.get('variable') or (gridded[0] if len(gridded) == 1 else None)
+        name = variable or (gridded[0] if len(gridded) == 1 else None)
         if name is None:
             raise InputError(f'raster: say which variable to use, one of {gridded}')
         if name not in gridded:
             raise InputError(f'raster: "{name}" is not a variable on the latitude/longitude '
                              f'grid; the file has {gridded}')
-        target = ctx.workdir / 'raster.tif'
+        target = workdir / 'raster.tif'
         write_geotiff(ds[[name]], axes, target)
     return target
 
@@ -143,7 +142,7 @@ class ZonalStatisticsProcess(VREProcess):
     def run(self, inputs, ctx):
         features = polygons(geojson_input(inputs['polygons'], ctx, 'polygons'))
         ctx.progress(5, 'polygons read')
-        path = raster_path(inputs['raster'], inputs, ctx)
+        path = raster_path(ctx.input_file(inputs['raster']), inputs.get('variable'), ctx.workdir)
         band_no = int(inputs.get('band', 1))
         try:
             src = rasterio.open(path)
