@@ -31,6 +31,8 @@ class StorageConfig:
     max_ttl: int = 24 * 3600
     default_ttl: int = 24 * 3600
     purge_every: float = 600
+    jobs_db_url: str = ''       # the job store, to copy job results into a workspace
+    redis_url: str = ''         # shared WebDAV locks across web workers ('' = in memory)
 
     @classmethod
     def build(cls, settings, config: dict | None = None) -> 'StorageConfig':
@@ -59,4 +61,7 @@ class StorageConfig:
             max_ttl=max_ttl,
             default_ttl=min(int(vo.get('default_ttl', max_ttl)), max_ttl),
             purge_every=float(vo.get('purge_every', 600)),
+            jobs_db_url=getattr(settings, 'jobs_db_url', '')
+            or f'sqlite:///{settings.home}/jobs.sqlite',
+            redis_url=getattr(settings, 'redis_url', None) or '',
         )

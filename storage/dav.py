@@ -252,7 +252,7 @@ def make_dav_app(tiers, users):
         'mount_path': '/dav',
         'middleware_stack': [ErrorPrinter, WsgiDavDirBrowser, RequestResolver],
         'http_authenticator': {'domain_controller': None},
-        'lock_storage': True,
+        'lock_storage': _lock_storage(tiers.cfg.redis_url),
         'logging': {'enable': False},
         'verbose': 1,
         'dir_browser': {'enable': True, 'response_trailer': 'Marine VRE workspace'},
@@ -272,6 +272,19 @@ def make_dav_app(tiers, users):
         return dav(environ, start_response)
 
     return authenticated
+
+
+def _lock_storage(redis_url: str):
+    """Locks in Redis when there is one, so a LOCK taken through one gunicorn worker holds
+    in every other; in memory (one process only) otherwise."""
+    if not redis_url:
+        return True
+    from urllib.parse import urlsplit
+
+    from wsgidav.lock_man.lock_storage_redis import LockStorageRedis
+    u = urlsplit(redis_url)
+    return LockStorageRedis(host=u.hostname or '127.0.0.1', port=u.port or 6379,
+                            db=int(u.path.strip('/') or 0), password=u.password)
 
 
 def _user(header: str, users):

@@ -743,20 +743,61 @@ class Tiers:
 
     def copy_to_workspace(self, user, source: str, dest_path: str, owner: str | None = None,
                           ) -> StoredFile:
-        """Copy any stored file (storage URL, public link or volatile URL) into a workspace,
-        keeping its metadata; provenance points to the source when it had none."""
+        """Copy any stored file (storage URL, public link, volatile URL or job output
+        /jobs/<id>/outputs/<name>) into a workspace, keeping its metadata. Provenance is the
+        job for a job output, else the file's own, else the source URL."""
         name = user if isinstance(user, str) else user.name
         owner = owner or name
-        tier, space, path = self.resolve(source, None if isinstance(user, str) else user)
         if not isinstance(user, str):
             self.workspace.need(user, owner, dest_path, 'write')
+        job = self._job_output(user, source)
+        if job is not None:
+            job_url, result = job
+            href = result.get('href') or ''
+            if href.startswith(self.cfg.base_url + '/storage/'):
+                source = href   # the job owner may read its stored outputs
+                user = name
+            elif result.get('path'):
+                media = result.get('type') or result.get('mediaType')
+                try:
+                    with open(result['path'], 'rb') as fh:
+                        return self.workspace.put(owner, dest_path, fh, media_type=media,
+                                                  meta={'provenance': job_url}, author=name)
+                except FileNotFoundError:
+                    raise Gone(f'the output file of {job_url} is gone') from None
+            else:
+                raise NotFound(f'{source} is not a file output (ask for it by reference)')
+        tier, space, path = self.resolve(source, None if isinstance(user, str) else user)
         src = tier.stat(space, path)
         meta = {k: getattr(src, k) for k in META_KEYS}
+        if job is not None:
+            meta['provenance'] = job[0]
         meta['provenance'] = meta['provenance'] or (source if tier is not self.volatile
                                                      else 'volatile file')
         with tier.open(space, path) as fh:
             return self.workspace.put(owner, dest_path, fh, media_type=src.media_type,
                                       meta=meta, author=name)
+
+    def _job_output(self, user, source: str) -> tuple[str, dict] | None:
+        """(job URL, stored result) when `source` is /jobs/<id>/outputs/<name> or
+        /jobs/<id>/results/<name>; another user's job is 'not found'. None otherwise."""
+        p = unquote(urlsplit(source).path)
+        if urlsplit(source).scheme and not source.startswith(self.cfg.base_url):
+            return None
+        parts = p.strip('/').split('/')
+        if len(parts) != 4 or parts[0] != 'jobs' or parts[2] not in ('outputs', 'results'):
+            return None
+        from processes.jobstore import JobStore
+        job_id, out = parts[1], parts[3]
+        row = JobStore(self.cfg.jobs_db_url).get(job_id)
+        mine = row is not None and (row['owner'] in (None, user) if isinstance(user, str)
+                                    else user.may_access(row['owner']))
+        if not mine:
+            raise NotFound(f'no job "{job_id}"')
+        result = (row['results'] or {}).get(out) if row['status'] == 'successful' else None
+        if result is None:
+            raise NotFound(f'job {job_id} has no output "{out}" (status: {row["status"]})')
+        return f'{self.cfg.base_url}/jobs/{job_id}', result
 
     def url_for(self, f: StoredFile) -> str:
         return self.get(f.tier).url_for(f)

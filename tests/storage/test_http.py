@@ -269,3 +269,76 @@ def test_webdav_list_read_write(srv):
     bearer = requests.request('PROPFIND', f'{srv.url}/dav/alice/dav/', headers=dict(
         srv.auth('alice'), Depth='1'))
     assert bearer.status_code == 207 and 'hello.txt' in bearer.text
+
+
+def run_echo(srv, user, text):
+    """A real job of `user` with its output by reference; returns (job id, results doc)."""
+    body = {'inputs': {'echoInput': text}, 'response': 'document',
+            'outputs': {'echoOutput': {'transmissionMode': 'reference'}}}
+    r = requests.post(f'{srv.url}/processes/echo/execution', json=body,
+                      headers=dict(srv.auth(user), Prefer='respond-async'), timeout=60)
+    assert r.status_code == 201, r.text
+    job_id = r.json()['jobID']
+    deadline = time.monotonic() + 60
+    while requests.get(f'{srv.url}/jobs/{job_id}', headers=srv.auth(user)
+                       ).json()['status'] not in ('successful', 'failed'):
+        assert time.monotonic() < deadline, 'echo job did not finish in 60 s'
+        time.sleep(0.1)
+    results = requests.get(f'{srv.url}/jobs/{job_id}/results', headers=srv.auth(user))
+    assert results.status_code == 200, results.text
+    return job_id, results.json()
+
+
+def test_copy_job_results_to_workspace(srv):
+    job_id, results = run_echo(srv, 'alice', 'a job result')
+    job_url = f'{srv.url}/jobs/{job_id}'
+    sources = {'by-output-url.txt': f'{job_url}/outputs/echoOutput',
+               'by-results-path.txt': f'/jobs/{job_id}/results/echoOutput',
+               'by-href.txt': results['echoOutput']['href']}
+    for name, source in sources.items():
+        r = post(srv, 'alice', f'workspace/alice/from-job/{name}',
+                 {'action': 'copy', 'from': source})
+        assert r.status_code == 201, (source, r.text)
+        assert r.json()['provenance'] == job_url, source
+        assert requests.get(r.json()['href'], headers=srv.auth('alice')
+                            ).content == b'a job result'
+    r = post(srv, 'carol', 'workspace/carol/stolen.txt',
+             {'action': 'copy', 'from': f'{job_url}/outputs/echoOutput'})
+    assert r.status_code == 404 and r.headers['Content-Type'] == 'application/problem+json'
+    assert job_id in r.json()['detail']
+    r = post(srv, 'alice', 'workspace/alice/none.txt',
+             {'action': 'copy', 'from': f'{job_url}/outputs/nothing'})
+    assert r.status_code == 404 and 'nothing' in r.json()['detail']
+    assert requests.get(url(srv, 'workspace/carol/stolen.txt'),
+                        headers=srv.auth('carol')).status_code == 404
+
+
+def test_webdav_lock_holds_across_web_workers(srv):
+    """A LOCK is kept in Redis: every later request, whichever gunicorn worker answers it,
+    sees it (PROPFIND lockdiscovery, a PUT without the token refused with 423)."""
+    put(srv, 'alice', 'workspace/alice/locked/doc.txt', b'v1')
+    target = f'{srv.url}/dav/alice/locked/doc.txt'
+    auth = ('alice', srv.token('alice'))
+    body = ('<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/>'
+            '</D:lockscope><D:locktype><D:write/></D:locktype><D:owner>alice</D:owner>'
+            '</D:lockinfo>')
+    r = requests.request('LOCK', target, data=body, auth=auth,
+                         headers={'Timeout': 'Second-600', 'Content-Type': 'application/xml'})
+    assert r.status_code == 200, r.text
+    token = r.headers['Lock-Token'].strip('<>')
+    for _ in range(12):
+        found = requests.request('PROPFIND', target, auth=auth, headers={'Depth': '0'},
+                                 data='<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop>'
+                                      '<D:lockdiscovery/></D:prop></D:propfind>')
+        assert found.status_code == 207 and token in found.text
+        refused = requests.put(target, data=b'no token', auth=auth)
+        assert refused.status_code == 423, refused.text
+    assert requests.get(url(srv, 'workspace/alice/locked/doc.txt'),
+                        headers=srv.auth('alice')).content == b'v1'
+    ok = requests.put(target, data=b'v2', auth=auth, headers={'If': f'(<{token}>)'})
+    assert ok.status_code in (201, 204), ok.text
+    assert requests.request('UNLOCK', target, auth=auth,
+                            headers={'Lock-Token': f'<{token}>'}).status_code == 204
+    assert requests.put(target, data=b'v3', auth=auth).status_code in (201, 204)
+    assert requests.get(url(srv, 'workspace/alice/locked/doc.txt'),
+                        headers=srv.auth('alice')).content == b'v3'
