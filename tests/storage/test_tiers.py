@@ -258,3 +258,32 @@ def test_check_command_reports_and_exits(tmp_path, monkeypatch):
     os.remove(second)
     result = CliRunner().invoke(storage, ['check'])
     assert result.exit_code == 1 and 'UNREPAIRED' in result.output
+
+
+def test_copy_job_output_kept_as_local_file(tiers, tmp_path):
+    """A job output with no storage URL (a job run without tiers) is copied from the file
+    the job store names; the job is the provenance; others' jobs are not found."""
+    from processes.jobstore import JobStore, utcnow
+    out = tmp_path / 'ohc.json'
+    out.write_bytes(b'{"ohc": 1.5e9}')
+    store = JobStore(tiers.cfg.jobs_db_url)
+    results = {'ohc': {'href': 'http://elsewhere/jobs/j1/outputs/ohc', 'type': 'application/json',
+                       'path': str(out)},
+               'gone': {'href': 'x', 'path': str(tmp_path / 'missing.nc')},
+               'summary': {'value': {'n': 1}, 'mediaType': 'application/json'}}
+    store.add(dict(job_id='j1', type='process', process_id='ocean-heat-content',
+                   status='successful', owner='alice', created=utcnow(), request={}, meta={},
+                   results=results))
+    alice, carol = User('alice', groups=frozenset()), User('carol', groups=frozenset())
+    f = tiers.copy_to_workspace(alice, '/jobs/j1/outputs/ohc', 'kept/ohc.json')
+    assert f.provenance == f'{tiers.cfg.base_url}/jobs/j1' and f.media_type == 'application/json'
+    assert tiers.workspace.open('alice', 'kept/ohc.json').read() == b'{"ohc": 1.5e9}'
+    with pytest.raises(NotFound):
+        tiers.copy_to_workspace(carol, '/jobs/j1/outputs/ohc', 'stolen.json')
+    with pytest.raises(NotFound):
+        tiers.copy_to_workspace(alice, '/jobs/j1/outputs/summary', 'by-value.json')
+    with pytest.raises(Gone):
+        tiers.copy_to_workspace(alice, '/jobs/j1/outputs/gone', 'gone.nc')
+    with pytest.raises(NotFound):
+        tiers.copy_to_workspace(alice, '/jobs/nope/outputs/ohc', 'nope.json')
+    assert [e['path'] for e in tiers.workspace.list('alice')] == ['kept']
