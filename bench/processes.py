@@ -1,0 +1,186 @@
+"""Processes through a running `vre serve`: `subset` of a grid against the same cut done
+directly with xarray, and `variational-analysis` run times for growing grids and
+observation counts.
+
+    .venv/bin/python bench/processes.py [--runs 5] [--grid 2400x3600]
+
+Inputs are synthetic files in a temporary folder served over loopback HTTP (as a data host
+would serve them); the server reads them by reference. Goal: subset within 1.3x of xarray.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import io
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import requests
+import xarray as xr
+
+from jobs import start_vre, wait_up   # bench/ is on sys.path when run as a script
+
+# this file is named like the `processes` package: take bench/ off the path to import it
+sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != Path(__file__).resolve().parent]
+from processes.base import JobContext  # noqa: E402
+from processes.subset import SubsetProcess  # noqa: E402
+
+BOX = [10.0, 20.0, 40.0, 50.0]
+
+
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def serve(folder: Path) -> str:
+    handler = functools.partial(Quiet, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return f'http://127.0.0.1:{httpd.server_address[1]}'
+
+
+def make_grid(path: Path, ny: int, nx: int) -> None:
+    lat = np.linspace(-89.975, 89.975, ny)
+    lon = np.linspace(-179.975, 179.975, nx)
+    field = (20 * np.cos(np.radians(lat))[:, None] + np.sin(np.radians(lon))[None, :]
+             + np.random.default_rng(0).normal(0, 0.1, (ny, nx))).astype('float32')
+    xr.Dataset({'sst': (('lat', 'lon'), field, {'units': 'degC'})},
+               coords={'lat': ('lat', lat, {'standard_name': 'latitude'}),
+                       'lon': ('lon', lon, {'standard_name': 'longitude'})}
+               ).to_netcdf(path, engine='netcdf4')
+
+
+def direct_cut(path: Path, out: Path) -> float:
+    t0 = time.perf_counter()
+    with xr.open_dataset(path) as ds:
+        cut = ds.sel(lon=slice(BOX[0], BOX[2]), lat=slice(BOX[1], BOX[3]))
+        cut.to_netcdf(out, engine='netcdf4')
+    return time.perf_counter() - t0
+
+
+def fetched_cut(data_url: str, folder: Path) -> float:
+    """The fair baseline for a by-reference input: download the file, then cut it."""
+    t0 = time.perf_counter()
+    with requests.get(f'{data_url}/grid.nc', stream=True, timeout=300) as r, \
+            open(folder / 'fetched.nc', 'wb') as fh:
+        for chunk in r.iter_content(1 << 20):
+            fh.write(chunk)
+    direct_cut(folder / 'fetched.nc', folder / 'direct2.nc')
+    return time.perf_counter() - t0
+
+
+def in_process(data_url: str, folder: Path) -> float:
+    """subset's run() called here: the process alone, without the job machinery."""
+    work = Path(tempfile.mkdtemp(dir=folder))
+    ctx = JobContext('bench', None, work, 1 << 30, lambda p, m: None)
+    t0 = time.perf_counter()
+    SubsetProcess({'name': 'subset'}).run({'data': {'href': f'{data_url}/grid.nc'},
+                                           'bbox': BOX}, ctx)
+    return time.perf_counter() - t0
+
+
+def server_run(url: str, process: str, inputs: dict, output: str) -> tuple[float, bytes]:
+    """Sync execute with the output by reference, then its download: what a client waits."""
+    t0 = time.perf_counter()
+    r = requests.post(f'{url}/processes/{process}/execution', timeout=900, json={
+        'inputs': inputs, 'response': 'document',
+        'outputs': {output: {'transmissionMode': 'reference'}}})
+    if r.status_code != 200:
+        raise RuntimeError(f'{process}: {r.status_code} {r.text[:300]}')
+    data = requests.get(r.json()[output]['href'], timeout=300).content
+    return time.perf_counter() - t0, data
+
+
+def bench_subset(url, data_url, folder, runs, ny, nx):
+    grid = folder / 'grid.nc'
+    make_grid(grid, ny, nx)
+    size_mb = grid.stat().st_size / 1e6
+    direct = [direct_cut(grid, folder / 'direct.nc') for _ in range(runs)]
+    fetched = [fetched_cut(data_url, folder) for _ in range(runs)]
+    rows = [('xarray direct (netcdf)', statistics.median(direct)),
+            ('download + xarray (netcdf)', statistics.median(fetched)),
+            ('subset run() in-process (netcdf)',
+             statistics.median([in_process(data_url, folder) for _ in range(runs)]))]
+    want = xr.open_dataset(folder / 'direct.nc').sst.values
+    server_run(url, 'subset', {'data': {'href': f'{data_url}/grid.nc'}, 'bbox': BOX},
+               'subset')                                # warm-up: the worker imports xarray
+    for fmt in ('netcdf', 'geotiff'):
+        times = []
+        for _ in range(runs):
+            seconds, data = server_run(url, 'subset', {
+                'data': {'href': f'{data_url}/grid.nc'}, 'bbox': BOX, 'output_format': fmt},
+                'subset')
+            times.append(seconds)
+        if fmt == 'netcdf':     # the same cut, or the comparison means nothing
+            got = xr.open_dataset(io.BytesIO(data), engine='h5netcdf').sst.values
+            assert np.array_equal(got, want), 'server cut differs from the xarray cut'
+        rows.append((f'server subset ({fmt})', statistics.median(times)))
+    print(f'\n## subset: {ny}x{nx} float32 grid ({size_mb:.1f} MB), cut {want.shape}, '
+          f'median of {runs}\n')
+    print('| run | median s | / xarray | / download + xarray |\n|---|---:|---:|---:|')
+    for name, s in rows:
+        print(f'| {name} | {s:.3f} | {s / rows[0][1]:.2f} | {s / rows[1][1]:.2f} |')
+
+
+def bench_divand(url, data_url, folder, grids, counts, fixed_n, fixed_grid):
+    rng = np.random.default_rng(1)
+
+    def observations(n):
+        lon, lat = rng.uniform(-10, 0, n), rng.uniform(35, 45, n)
+        sst = 15 + 0.3 * (lat - 40) + np.sin(lon) + rng.normal(0, 0.2, n)
+        pd.DataFrame({'longitude': lon, 'latitude': lat, 'sst': sst}).to_csv(
+            folder / f'obs{n}.csv', index=False)
+
+    def one(n, g):
+        seconds, data = server_run(url, 'variational-analysis', {
+            'observations': {'href': f'{data_url}/obs{n}.csv'}, 'variable': 'sst',
+            'bbox': [-10, 35, 0, 45], 'nx': g, 'ny': g, 'correlation_length': 80}, 'analysis')
+        solve = xr.open_dataset(io.BytesIO(data), engine='h5netcdf').attrs['solve_seconds']
+        print(f'| {g}x{g} | {n} | {solve:.3f} | {seconds:.3f} |', flush=True)
+
+    for n in sorted(set(counts) | {fixed_n}):
+        observations(n)
+    print('\n## variational-analysis (one run each)\n')
+    print('| grid | observations | solve s | request s |\n|---|---:|---:|---:|')
+    for g in grids:
+        one(fixed_n, g)
+    for n in counts:
+        if n != fixed_n:
+            one(n, fixed_grid)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--runs', type=int, default=5)
+    ap.add_argument('--grid', default='2400x3600', help='rows x columns of the subset grid')
+    ap.add_argument('--divand-grids', default='50,100,200,400')
+    ap.add_argument('--divand-obs', default='200,2000,20000')
+    args = ap.parse_args()
+    ny, nx = (int(v) for v in args.grid.split('x'))
+    with tempfile.TemporaryDirectory(prefix='vre-bench-') as tmp:
+        folder = Path(tmp) / 'data'
+        folder.mkdir()
+        data_url = serve(folder)
+        url, proc = start_vre(Path(tmp) / 'home', 2)[:2]
+        try:
+            wait_up(url, proc)
+            bench_subset(url, data_url, folder, args.runs, ny, nx)
+            bench_divand(url, data_url, folder, [int(v) for v in args.divand_grids.split(',')],
+                         [int(v) for v in args.divand_obs.split(',')], 2000, 200)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+
+
+if __name__ == '__main__':
+    main()
