@@ -2,6 +2,10 @@
 compared, cell by cell, with the GEBCO grid read with xarray at the cell centres."""
 from __future__ import annotations
 
+import functools
+import http.server
+import threading
+
 import numpy as np
 import pytest
 import rasterio
@@ -57,3 +61,41 @@ def test_points_and_profiles_are_refused_as_geotiff(vre_server, static_server, s
     assert done['status'] == 'failed' and 'GeoTIFF is for gridded data' in done['message']
     res = requests.get(f"{vre_server.url}/jobs/{done['jobID']}/results")
     assert res.status_code == 400
+
+
+def test_time_slices_become_bands_with_nan_nodata(vre_server, tmp_path):
+    """A grid stored south-down (latitude descending) with two times and missing cells."""
+    rng = np.random.default_rng(3)
+    lat, lon = np.arange(45.0, 40.0, -0.5), np.arange(-5.0, 2.0, 0.5)
+    values = rng.normal(15, 2, (2, lat.size, lon.size))
+    values[0, 2, 3] = values[1, 5, 7] = np.nan
+    times = np.array(['2020-01-01', '2020-02-01'], dtype='datetime64[ns]')
+    xr.Dataset({'sst': (('time', 'lat', 'lon'), values)},
+               coords={'time': times, 'lat': lat, 'lon': lon}).to_netcdf(tmp_path / 'g.nc')
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a, **k: None
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        resp = execute(vre_server, 'subset', {
+            'inputs': {'data': {'href': f'http://127.0.0.1:{httpd.server_address[1]}/g.nc'},
+                       'output_format': 'geotiff'},
+            'response': 'document', 'outputs': {'subset': {'transmissionMode': 'reference'}}})
+    finally:
+        httpd.shutdown()
+    assert resp.status_code == 200, resp.text
+    (tmp_path / 'out.tif').write_bytes(requests.get(resp.json()['subset']['href']).content)
+    src = xr.open_dataset(tmp_path / 'g.nc').sst
+    with rasterio.open(tmp_path / 'out.tif') as tif:
+        assert tif.count == 2 and np.isnan(tif.nodata) and tif.transform.e < 0
+        assert [d.startswith('sst time=2020-0') for d in tif.descriptions] == [True, True]
+        rows, cols = np.meshgrid(np.arange(tif.height), np.arange(tif.width), indexing='ij')
+        x, y = rasterio.transform.xy(tif.transform, rows.ravel(), cols.ravel())
+        for band, when in zip((1, 2), times):
+            want = src.sel(time=when).sel(lon=xr.DataArray(np.asarray(x)),
+                                          lat=xr.DataArray(np.asarray(y)), method='nearest',
+                                          tolerance=0.01).values
+            got = tif.read(band).ravel()
+            assert np.isnan(got).sum() == 1
+            np.testing.assert_allclose(got, want.astype('float32'), equal_nan=True)
+        assert tif.read(1, masked=True).mask.sum() == 1      # NaN read as nodata
