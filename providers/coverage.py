@@ -9,6 +9,7 @@ so opened datasets and their axis metadata are cached per path (reopened if the 
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import threading
@@ -309,12 +310,83 @@ class GridCoverage(BaseProvider):
             return open(fh.name, 'rb').read()
 
 
+def _bdi_of(path: str, bdis: dict, default: str) -> tuple[str, dict]:
+    """The `vre: bdis:` entry whose mirror folder holds the grid file."""
+    for name, conf in bdis.items():
+        mirror = (conf or {}).get('mirror') if isinstance(conf, dict) else None
+        if mirror and os.path.normpath(path).startswith(os.path.normpath(mirror) + os.sep):
+            return name, conf
+    return default, {}
+
+
+def catalogue(config: dict) -> tuple[list[dict], list[dict]]:
+    """(collection rows, BDI rows) of the configured grid collections, for level-1 search and
+    /bdis: extents from the file when it is there, else from the config."""
+    bdis = ((config.get('vre') or {}).get('bdis')) or {}
+    colls, owners = [], {}
+    for rid, res in (config.get('resources') or {}).items():
+        prov = next((p for p in res.get('providers') or [] if p.get('type') == 'coverage'
+                     and p.get('name') == f'{__name__}.GridCoverage'), None)
+        if prov is None:
+            continue
+        path = str(prov['data'])
+        bdi, conf = _bdi_of(path, bdis, rid)
+        owners.setdefault(bdi, (conf, []))[1].append(path)
+        bbox = ((res.get('extents') or {}).get('spatial') or {}).get('bbox') or [None] * 4
+        tmin, tmax = (((res.get('extents') or {}).get('temporal') or {}).get('interval')
+                      or [[None, None]])[0]
+        try:
+            grid = open_grid(path)
+        except Unavailable:    # unreadable now: listed with the config's extent
+            grid = None
+        if grid is not None:
+            x, y = (grid.ds[grid.axes[r]].values for r in 'xy')
+            bbox = [float(x.min()), float(y.min()), float(x.max()), float(y.max())]
+            if 't' in grid.axes and np.issubdtype(grid.ds[grid.axes['t']].dtype, np.datetime64):
+                t = grid.ds[grid.axes['t']].values
+                tmin, tmax = _iso(t.min()), _iso(t.max())
+        link = next((lk['href'] for lk in res.get('links') or []), None)
+        colls.append({'id': rid, 'bdi': bdi, 'type': 'coverage', 'title': res.get('title'),
+                      'description': res.get('description'),
+                      'keywords': ','.join(res.get('keywords') or []),
+                      'minx': bbox[0], 'miny': bbox[1], 'maxx': bbox[2], 'maxy': bbox[3],
+                      'tmin': tmin, 'tmax': tmax, 'url': link,
+                      'extra': json.dumps({'data': path})})
+    rows = [{'name': name, 'title': name, 'kind': 'gridded (OGC API - Coverages)',
+             'source': conf.get('url') or conf.get('mirror'), 'reachable': True,
+             'report': json.dumps({'files': paths})} for name, (conf, paths) in owners.items()]
+    return colls, rows
+
+
+def register_catalogue(db_url: str, config: dict) -> None:
+    """Write the grid collections into the index; each web worker does it at start, so a
+    concurrent identical write is not an error."""
+    import sqlalchemy as sa
+
+    from providers import store
+    colls, bdis = catalogue(config)
+    eng = store.engine(db_url)
+    try:
+        with eng.begin() as conn:
+            store.delete(conn, store.COLLECTION, store.COLLECTION.c.type == 'coverage')
+            store.upsert(conn, store.COLLECTION, colls)
+            conn.execute(store.BDI.delete().where(
+                store.BDI.c.name.in_([b['name'] for b in bdis])))
+            if bdis:
+                conn.execute(store.BDI.insert(), bdis)
+    except sa.exc.IntegrityError:
+        pass
+
+
 def register(app, api, settings) -> None:
-    """pygeoapi 0.21 answers a malformed bbox on /coverage with a 500: check it first (400)."""
+    """pygeoapi 0.21 answers a malformed bbox on /coverage with a 500: check it first (400).
+    The grid collections join level-1 search and /bdis."""
     from flask import request
     from pygeoapi.api import validate_bbox
 
     from vre.errors import BAD_REQUEST, APIError
+
+    register_catalogue(settings.index_db_url, api.config)
 
     @app.before_request
     def _coverage_bbox():

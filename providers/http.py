@@ -1,12 +1,14 @@
 """Routes of providers/: the BDI table at /bdis (JSON and HTML).
 
 Counts, last harvest and health come from the index (providers/store.py); nothing is probed
-per request. `register` is called by vre/app.py.
+over the network per request (for grid BDIs: a stat of their files in the mirror).
+`register` is called by vre/app.py.
 """
 from __future__ import annotations
 
 import html
 import json
+import os
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, request
@@ -24,17 +26,28 @@ def bdi_table(db_url: str) -> list[dict]:
         per_coll = dict(conn.execute(sa.select(G.c.collection, sa.func.count())
                                      .group_by(G.c.collection)).all())
         issues = dict(conn.execute(sa.select(I.c.bdi, sa.func.count()).group_by(I.c.bdi)).all())
-        colls = conn.execute(sa.select(C.c.bdi, C.c.id, C.c.title)).all()
+        colls = conn.execute(sa.select(C.c.bdi, C.c.id, C.c.title, C.c.extra)).all()
         rows = conn.execute(sa.select(B).order_by(B.c.name)).mappings().all()
     out = []
     for r in rows:
+        files = json.loads(r['report'] or '{}').get('files')   # grid files served as they are
+        missing = [os.path.basename(f) for f in files or [] if not os.path.exists(f)]
+        mine = []
+        for c in colls:
+            if c.bdi != r['name']:
+                continue
+            data = json.loads(c.extra or '{}').get('data')
+            mine.append({'id': c.id, 'title': c.title, 'granules': per_coll.get(c.id, 0),
+                         **({'available': os.path.exists(data)} if data else {})})
+        health = {'reachable': bool(r['reachable']), 'last_error': r['last_error'],
+                  'skipped': issues.get(r['name'], 0)}
+        if files is not None:
+            health.update(reachable=not missing, last_error=(
+                f'not in the mirror: {", ".join(missing)}' if missing else None))
         out.append({
             'name': r['name'], 'title': r['title'], 'kind': r['kind'], 'source': r['source'],
-            'collections': [{'id': c.id, 'title': c.title, 'granules': per_coll.get(c.id, 0)}
-                            for c in colls if c.bdi == r['name']],
-            'granules': counts.get(r['name'], 0), 'last_harvest': r['last_harvest'],
-            'health': {'reachable': bool(r['reachable']), 'last_error': r['last_error'],
-                       'skipped': issues.get(r['name'], 0)},
+            'collections': mine, 'granules': counts.get(r['name'], 0),
+            'last_harvest': r['last_harvest'], 'health': health,
         })
     return out
 

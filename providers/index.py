@@ -8,6 +8,7 @@ provider per request, so all state worth keeping (the engine) is cached by URL i
 from __future__ import annotations
 
 import json
+import os
 
 import sqlalchemy as sa
 from pygeoapi.provider.base import BaseProvider, ProviderItemNotFoundError
@@ -219,6 +220,8 @@ class IndexRecords(_IndexProvider):
             props.update(description=row['description'],
                          keywords=[k for k in (row['keywords'] or '').split(',') if k],
                          granules=extra.get('granules'), observations=extra.get('observations'))
+            if extra.get('data'):    # a grid collection: is its file on this server now
+                props['available'] = os.path.exists(extra['data'])
         else:
             props.update(collection=row['collection'], platform=row['platform'],
                          parameters=(row['parameters'] or '').split() or None,

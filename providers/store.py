@@ -94,7 +94,12 @@ def engine(url: str) -> sa.Engine:
             eng = sa.create_engine(url, future=True)
             if eng.dialect.name == 'sqlite':
                 sa.event.listen(eng, 'connect', _sqlite_pragmas)
-            META.create_all(eng)
+            if eng.dialect.name == 'postgresql':
+                with eng.begin() as conn:   # web workers, Celery and harvest may start at once
+                    conn.exec_driver_sql('SELECT pg_advisory_xact_lock(72656)')
+                    META.create_all(conn)
+            else:
+                META.create_all(eng)
             if eng.dialect.name == 'sqlite':
                 with eng.begin() as conn:
                     for rtree in RTREES.values():

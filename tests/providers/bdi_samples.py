@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import functools
+import json
+import os
+import subprocess
 from pathlib import Path
+
+from serverkit import VRE
 
 BDI_DATA = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'data' / 'bdi'
 
@@ -25,3 +30,14 @@ def argo_profiles_on_disk() -> list[dict]:
                                 'lon': float(ds.LONGITUDE[i]), 'lat': float(ds.LATITUDE[i]),
                                 'time': ds.JULD[i].values.astype('datetime64[s]').item()})
     return out
+
+
+def run_harvest(home: Path, *args: str, extra_env: dict | None = None) -> dict:
+    """`vre harvest ... --json` in a child process with VRE_HOME=home; the parsed report."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('VRE_', 'PYGEOAPI_'))}
+    env['VRE_HOME'] = str(home)
+    env.update(extra_env or {})
+    proc = subprocess.run([VRE, 'harvest', *args, '--json'], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)

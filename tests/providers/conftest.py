@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from bdi_samples import run_harvest  # noqa: F401  (used below and by test modules)
+
 
 def _root_conftest():
     # 'tests' as a package name is taken by an installed distribution; load ours by path
@@ -135,16 +137,6 @@ def live_bdis(bdi_data):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f'http://127.0.0.1:{httpd.server_address[1]}'
     httpd.shutdown()
-
-
-def run_harvest(home: Path, *args: str) -> dict:
-    """`vre harvest ... --json` in a child process with VRE_HOME=home; the parsed report."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(('VRE_', 'PYGEOAPI_'))}
-    env['VRE_HOME'] = str(home)
-    proc = subprocess.run([VRE, 'harvest', *args, '--json'], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
 
 
 @pytest.fixture(scope='module')

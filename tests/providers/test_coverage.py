@@ -312,3 +312,52 @@ def test_answers_above_max_cells_are_refused(tmp_path):
     with pytest.raises(ProviderRequestEntityTooLargeError):
         p.query(properties=[VAR], subsets={'lat': [44, 44.5], 'depth': [0],
                                            'time': ['2009-02-15T00:00:00Z']})
+
+
+def _level1(server, **params):
+    r = requests.get(f'{server.url}/collections/bdi-collections/items',
+                     params={'limit': 100, 'f': 'json', **params}, timeout=60)
+    assert r.status_code == 200, r.text
+    return {f['id']: f for f in r.json()['features']}
+
+
+def test_grid_collections_are_in_level1_search_with_the_file_extent(mirror_server):
+    with netCDF4.Dataset(GEBCO) as ds:
+        lon, lat = ds['longitude'][:], ds['latitude'][:]
+        want = [float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max())]
+    found = _level1(mirror_server, q='bathymetry')
+    rec = found[BATHY]
+    ring = np.array(rec['geometry']['coordinates'][0])
+    np.testing.assert_allclose([*ring.min(axis=0), *ring.max(axis=0)], want)
+    assert rec['properties']['type'] == 'coverage' and rec['properties']['available'] is True
+    assert rec['properties']['bdi'] == 'erddap' and CHEM not in found
+    inside = f'{want[0] + 1},{want[1] + 1},{want[0] + 2},{want[1] + 2}'
+    assert BATHY in _level1(mirror_server, bbox=inside)
+    assert BATHY not in _level1(mirror_server, bbox='0,0,1,1')
+    chem = _level1(mirror_server, q='ammonium')[CHEM]
+    assert chem['properties']['available'] is False and chem['properties']['bdi'] == \
+        'emodnet-chemistry'
+
+
+def test_grid_bdis_in_the_bdi_table_say_whether_the_file_is_there(mirror_server):
+    rows = {b['name']: b for b in requests.get(f'{mirror_server.url}/bdis',
+                                               params={'f': 'json'}, timeout=30).json()['bdis']}
+    erddap, chem = rows['erddap'], rows['emodnet-chemistry']
+    assert erddap['collections'] == [{'id': BATHY, 'title': erddap['collections'][0]['title'],
+                                      'granules': 0, 'available': True}]
+    assert erddap['health']['reachable'] is True and erddap['health']['last_error'] is None
+    assert chem['collections'][0]['available'] is False
+    assert chem['health']['reachable'] is False
+    assert os.path.basename(CHEM_FILE) in chem['health']['last_error']
+    html = requests.get(f'{mirror_server.url}/bdis', params={'f': 'html'}, timeout=30).text
+    assert BATHY in html and CHEM in html
+
+
+def test_a_present_climatology_has_its_time_extent_in_level1(clim_server, clim_file):
+    with xr.open_dataset(clim_file) as ds:
+        t = ds['time'].values.astype('datetime64[s]')
+    rec = _level1(clim_server, q='ammonium', datetime='2009-03-01/2009-04-01')[CHEM]
+    assert rec['time']['interval'] == [f'{t.min()}Z', f'{t.max()}Z']
+    assert rec['properties']['available'] is True
+    assert CHEM not in _level1(clim_server, q='ammonium', datetime='2010-01-01/..')
+    assert BATHY in _level1(clim_server, q='bathymetry')   # listed, from the config extent

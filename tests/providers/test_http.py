@@ -172,3 +172,87 @@ def test_gdal_ogrinfo_reads_the_collection(bdi_server):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert f'Feature Count: {len(argo_profiles_on_disk())}' in out.stdout
+
+
+def _edr(server, query, **params):
+    r = requests.get(f'{server.url}/collections/argo-profiles/{query}', params=params, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _with_temp() -> dict:
+    """Profiles on disk that carry TEMP, by id, with position."""
+    out = {}
+    for p in argo_profiles_on_disk():
+        with netCDF4.Dataset(p['file']) as ds:
+            if 'TEMP' in ds.variables:
+                out[p['id']] = p
+    return out
+
+
+def _check_values(cov, p):
+    """A coverage's z axis and TEMP are the file's PRES and best TEMP (adjusted if D/A)."""
+    with netCDF4.Dataset(p['file']) as ds:
+        pres = np.ma.filled(ds['PRES'][p['i']].astype('f8'), np.nan)
+        mode = ds['DATA_MODE'][p['i']].tobytes().decode()
+        temp = np.ma.filled(ds['TEMP'][p['i']].astype('f8'), np.nan)
+        adj = np.ma.filled(ds['TEMP_ADJUSTED'][p['i']].astype('f8'), np.nan)
+    if mode in 'AD' and not np.isnan(adj).all():
+        temp = adj
+    keep = ~np.isnan(pres)
+    np.testing.assert_allclose(cov['domain']['axes']['z']['values'], pres[keep], rtol=1e-6)
+    got = np.array([np.nan if v is None else v for v in cov['ranges']['TEMP']['values']])
+    np.testing.assert_allclose(got, temp[keep], rtol=1e-6, equal_nan=True)
+    assert cov['domain']['axes']['x']['values'] == [pytest.approx(p['lon'])]
+
+
+def test_edr_area_is_the_profiles_inside_the_polygon(bdi_server):
+    from shapely.geometry import Point
+    from shapely.wkt import loads
+    poly = 'POLYGON((-17 53.5,-15 53.5,-16.5 55.5,-17 53.5))'
+    shape = loads(poly)
+    profiles = _with_temp()
+    want = {i for i, p in profiles.items() if shape.intersects(Point(p['lon'], p['lat']))}
+    x0, y0, x1, y1 = shape.bounds
+    in_box = {i for i, p in profiles.items() if x0 <= p['lon'] <= x1 and y0 <= p['lat'] <= y1}
+    assert 0 < len(want) < len(in_box)   # the polygon, not its bounds, decides
+    got = _edr(bdi_server, 'area', coords=poly, **{'parameter-name': 'TEMP', 'limit': 1000})
+    assert {c['id'] for c in got['coverages']} == want
+    assert got['domainType'] == 'VerticalProfile'
+    for cov in got['coverages'][:3]:
+        _check_values(cov, profiles[cov['id']])
+    late = _edr(bdi_server, 'area', coords=poly, datetime='2018-04-01T00:00:00Z/..',
+                **{'parameter-name': 'TEMP', 'limit': 1000})
+    assert {c['id'] for c in late['coverages']} == {
+        i for i in want if profiles[i]['time'] >= datetime(2018, 4, 1)}
+
+
+def test_edr_trajectory_is_the_profiles_near_the_line(bdi_server):
+    from shapely.geometry import Point
+    from shapely.wkt import loads
+    line = 'LINESTRING(-17.5 53,-15 56)'
+    shape = loads(line)
+    profiles = _with_temp()
+    want = {i for i, p in profiles.items() if shape.distance(Point(p['lon'], p['lat'])) <= 0.5}
+    assert 0 < len(want) < sum('6901929' in i for i in profiles)
+    got = _edr(bdi_server, 'trajectory', coords=line,
+               **{'parameter-name': 'TEMP', 'limit': 1000})
+    assert {c['id'] for c in got['coverages']} == want
+    for cov in got['coverages'][:3]:
+        _check_values(cov, profiles[cov['id']])
+    shallow = _edr(bdi_server, 'trajectory', coords=line, z='0/20',
+                   **{'parameter-name': 'TEMP', 'limit': 1000})
+    assert shallow['coverages'] and all(
+        max(c['domain']['axes']['z']['values']) <= 20 for c in shallow['coverages'])
+
+
+@pytest.mark.parametrize('query,coords', [('area', 'POINT(-16 54)'),
+                                          ('trajectory', 'POLYGON((0 0,1 0,1 1,0 0))'),
+                                          ('area', 'POLYGON((0 0,1 0'),
+                                          ('trajectory', 'LINESTRING(-17 53,-15 56)&z=a/b')])
+def test_edr_area_and_trajectory_refuse_bad_geometry(bdi_server, query, coords):
+    coords, _, z = coords.partition('&z=')
+    r = requests.get(f'{bdi_server.url}/collections/argo-profiles/{query}',
+                     params={'coords': coords, **({'z': z} if z else {})}, timeout=30)
+    assert r.status_code == 400, r.text
+    assert r.headers['Content-Type'].startswith('application/problem+json')
