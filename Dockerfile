@@ -14,7 +14,7 @@ COPY processes ./processes
 COPY providers ./providers
 COPY wps ./wps
 COPY storage ./storage
-RUN pip install --no-cache-dir -e . psycopg2-binary
+RUN pip install --no-cache-dir -e '.[postgresql]'
 
 ENV VRE_HOME=/data \
     VRE_HOST=0.0.0.0 \

@@ -111,8 +111,8 @@ def engine(url: str) -> sa.Engine:
 
 def _sqlite_pragmas(dbapi_conn, _record):
     cur = dbapi_conn.cursor()
+    cur.execute('PRAGMA busy_timeout=30000')  # first: switching to WAL waits for a lock
     cur.execute('PRAGMA journal_mode=WAL')   # readers (the web server) go on while harvesting
-    cur.execute('PRAGMA busy_timeout=30000')
     cur.close()
 
 

@@ -79,13 +79,16 @@ class Catalogue:
     """Engine + session factory; WAL and a busy timeout so web and worker processes share it."""
 
     def __init__(self, url: str):
-        self.engine = create_engine(url)
-        if url.startswith('sqlite'):
+        sqlite = url.startswith('sqlite')
+        # the busy timeout must be set before the first statement: switching to WAL takes a
+        # lock that the other web workers, starting at the same moment, also want
+        self.engine = create_engine(url, connect_args={'timeout': 15} if sqlite else {})
+        if sqlite:
             @event.listens_for(self.engine, 'connect')
             def _pragmas(dbapi_conn, _record):
                 cur = dbapi_conn.cursor()
-                cur.execute('PRAGMA journal_mode=WAL')
                 cur.execute('PRAGMA busy_timeout=15000')
+                cur.execute('PRAGMA journal_mode=WAL')
                 cur.close()
         for attempt in range(5):   # web workers start together: another may win the race
             try:

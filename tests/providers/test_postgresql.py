@@ -6,13 +6,8 @@ folder); the test skips only when the PostgreSQL binaries are not installed
 (Debian: apt-get install -y --no-install-recommends postgresql)."""
 from __future__ import annotations
 
-import glob
-import os
-import pwd
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,61 +19,10 @@ from bdi_samples import run_harvest
 from serverkit import free_port, start_server
 
 
-def _pg_bin() -> Path | None:
-    """The folder of initdb/postgres/pg_isready (Debian keeps them off PATH)."""
-    found = sorted(glob.glob('/usr/lib/postgresql/*/bin/initdb'), reverse=True) or \
-        [p for p in [shutil.which('initdb')] if p]
-    return Path(found[0]).resolve().parent if found else None
-
-
-def _as_owner(cmd: list[str]) -> list[str]:
-    """root cannot run postgres: run it as the `postgres` account the Debian package makes."""
-    return ['runuser', '-u', 'postgres', '--', *cmd] if os.geteuid() == 0 else cmd
-
-
 @pytest.fixture(scope='session')
-def pg_url():
-    """SQLAlchemy URL of an empty database on a private PostgreSQL server."""
-    bindir = _pg_bin()
-    if bindir is None:
-        pytest.skip('PostgreSQL binaries not found (apt-get install postgresql)')
-    if os.geteuid() == 0:
-        try:
-            owner = pwd.getpwnam('postgres')
-        except KeyError:
-            pytest.fail('running as root needs the postgres account to own the server')
-    root = Path(tempfile.mkdtemp(prefix='vre-pg-'))
-    data = root / 'data'
-    if os.geteuid() == 0:
-        os.chown(root, owner.pw_uid, owner.pw_gid)
-    subprocess.run(_as_owner([str(bindir / 'initdb'), '-D', str(data), '-U', 'vre',
-                              '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']),
-                   check=True, capture_output=True)
-    port = free_port()
-    log = open(root / 'postgres.log', 'ab')
-    proc = subprocess.Popen(_as_owner([
-        str(bindir / 'postgres'), '-D', str(data), '-p', str(port), '-h', '127.0.0.1',
-        '-k', str(root), '-c', 'fsync=off', '-c', 'synchronous_commit=off']),
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while subprocess.run([str(bindir / 'pg_isready'), '-h', '127.0.0.1', '-p', str(port)],
-                             capture_output=True).returncode != 0:
-            assert proc.poll() is None, (root / 'postgres.log').read_text()[-2000:]
-            assert time.monotonic() < deadline, 'PostgreSQL did not start in 60 s'
-            time.sleep(0.2)
-        subprocess.run([str(bindir / 'createdb'), '-h', '127.0.0.1', '-p', str(port),
-                        '-U', 'vre', 'vre_index'], check=True, capture_output=True)
-        yield f'postgresql+psycopg://vre@127.0.0.1:{port}/vre_index'
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        shutil.rmtree(root, ignore_errors=True)
+def pg_url(postgres):
+    """SQLAlchemy URL of an empty database on the private PostgreSQL server."""
+    return postgres('vre_index')
 
 
 @pytest.fixture(scope='module')
@@ -189,13 +133,9 @@ def test_bdi_table_agrees(servers):
     assert pg == lite and pg[0]['granules'] > 0
 
 
-def test_processes_starting_at_once_on_an_empty_database(pg_url):
+def test_processes_starting_at_once_on_an_empty_database(postgres):
     """Several processes creating the schema on an empty database at the same time."""
-    bindir = _pg_bin()
-    host, port = pg_url.split('@')[1].split('/')[0].split(':')
-    subprocess.run([str(bindir / 'createdb'), '-h', host, '-p', port, '-U', 'vre', 'vre_fresh'],
-                   check=True, capture_output=True)
-    url = pg_url.rsplit('/', 1)[0] + '/vre_fresh'
+    url = postgres('vre_fresh')
     code = ('import sys; from providers import store; print("ready", flush=True); '
             'sys.stdin.readline(); store.engine(sys.argv[1])')
     procs = [subprocess.Popen([sys.executable, '-c', code, url], stdin=subprocess.PIPE,
