@@ -387,6 +387,8 @@ def register(app, api, settings) -> None:
     from vre.errors import BAD_REQUEST, APIError
 
     register_catalogue(settings.index_db_url, api.config)
+    from providers import coverage_view
+    coverage_view.register(app, api, settings)
 
     @app.before_request
     def _coverage_bbox():

@@ -361,3 +361,33 @@ def test_a_present_climatology_has_its_time_extent_in_level1(clim_server, clim_f
     assert rec['properties']['available'] is True
     assert CHEM not in _level1(clim_server, q='ammonium', datetime='2010-01-01/..')
     assert BATHY in _level1(clim_server, q='bathymetry')   # listed, from the config extent
+
+
+def test_coverage_page_and_map_for_people(mirror_server, bdi_data):
+    """The HTML page of a coverage shows its map (drawn from our grid, no external tiles)."""
+    import io
+    import re
+
+    from PIL import Image
+
+    ds = xr.open_dataset(bdi_data / 'erddap' / 'coastwatch_griddap_GEBCO_2020_subset.nc')
+    lon = next(n for n in ds.dims if 'lon' in n.lower())
+    lat = next(n for n in ds.dims if 'lat' in n.lower())
+    base = f'{mirror_server.url}/collections/bathymetry-gebco-2020/coverage'
+    page = requests.get(base, params={'f': 'html'})
+    assert page.status_code == 200 and page.headers['Content-Type'].startswith('text/html')
+    assert f'Grid of {ds.sizes[lon]} x {ds.sizes[lat]} cells' in page.text
+    src = re.search(r'<img alt="[^"]*" src="([^"]+)"', page.text).group(1)
+    image = requests.get(src.replace('&amp;', '&'))
+    assert image.headers['Content-Type'] == 'image/png'
+    pic = Image.open(io.BytesIO(image.content)).convert('RGB')
+    assert pic.size == (800, 500) and len(set(pic.getdata())) > 100     # a real map, not blank
+    browser = requests.get(base, headers={'Accept': 'text/html,application/xhtml+xml'})
+    assert browser.headers['Content-Type'].startswith('text/html')
+    x0, x1 = float(ds[lon].min()), float(ds[lon].max())
+    y0, y1 = float(ds[lat].min()), float(ds[lat].max())
+    cut = requests.get(base, params={'f': 'png', 'bbox': f'{x0},{y0},{(x0 + x1) / 2},{y1}'})
+    assert cut.status_code == 200 and cut.content != image.content
+    for bbox, status in (('1,2,3', 400), ('a,b,c,d', 400), (f'{x1 + 1},{y0},{x1 + 2},{y1}', 404)):
+        r = requests.get(base, params={'f': 'png', 'bbox': bbox})
+        assert r.status_code == status and r.headers['Content-Type'] == 'application/problem+json'
