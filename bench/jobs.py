@@ -10,8 +10,9 @@ Goal (issue 2): median round trip under 20 ms and at least 200 jobs/s on 2 cores
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import socket
+import signal
 import statistics
 import subprocess
 import sys
@@ -25,12 +26,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(REPO / 'tests'))
+from serverkit import free_port, start_server  # noqa: E402
 
 
 def wait_up(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
@@ -47,16 +44,15 @@ def wait_up(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
     raise SystemExit(f'{url} did not come up')
 
 
-def start_vre(home: Path, workers: int):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(('VRE_', 'PYGEOAPI_'))}
-    env.update(VRE_HOME=str(home), VRE_PORT=str(port), VRE_WEB_WORKERS=str(workers))
-    proc = subprocess.Popen([str(BIN / 'vre'), 'serve'], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    return f'http://127.0.0.1:{port}', proc, 'echo'
+@contextlib.contextmanager
+def vre(home: Path, workers: int):
+    """This server, as `vre serve` runs it (serverkit starts and stops it)."""
+    with start_server(home, extra_env={'VRE_WEB_WORKERS': str(workers)}) as server:
+        yield server.url
 
 
-def start_stock(home: Path, workers: int):
+@contextlib.contextmanager
+def stock(home: Path, workers: int):
     """pygeoapi as shipped: TinyDB manager, its own echo process, async jobs as threads."""
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
@@ -88,7 +84,13 @@ def start_stock(home: Path, workers: int):
                              '--log-level', 'error'],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    return f'http://127.0.0.1:{port}', proc, 'echo'
+    url = f'http://127.0.0.1:{port}'
+    try:
+        wait_up(url, proc)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
 
 
 def round_trip(session: requests.Session, url: str, process: str, text: str) -> float:
@@ -155,20 +157,12 @@ def main():
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, starter in (('vre (Celery + SQLite job store)', start_vre),
-                              ('pygeoapi stock (TinyDB, threads)', start_stock)):
-            url, proc, process = starter(Path(tmp) / name.split()[0], args.workers)
-            try:
-                wait_up(url, proc)
-                med, p95 = latency(url, process, args.round_trips)
-                rate, errors = throughput(url, process, args.seconds, args.clients)
+        for name, server in (('vre (Celery + SQLite job store)', vre),
+                             ('pygeoapi stock (TinyDB, threads)', stock)):
+            with server(Path(tmp) / name.split()[0], args.workers) as url:
+                med, p95 = latency(url, 'echo', args.round_trips)
+                rate, errors = throughput(url, 'echo', args.seconds, args.clients)
                 rows.append((name, med, p95, rate, errors))
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, 9)
     print(f'machine: {os.cpu_count()} cores; {args.round_trips} sequential round trips; '
           f'{args.clients} clients for {args.seconds:g} s')
     print(f"{'server':36} {'median ms':>10} {'p95 ms':>10} {'jobs/s':>10} {'errors':>7}")

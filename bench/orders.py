@@ -13,12 +13,9 @@ Goal (issue 5): an order within 1.5x of the plain download.
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
-import http.server
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -28,7 +25,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'tests'))
 
-from serverkit import start_server  # noqa: E402
+from serverkit import serve_folder, start_server  # noqa: E402
 
 
 def write_nc(path: Path, n_values: int) -> None:
@@ -77,18 +74,6 @@ def index_rows(index_url: str, base: str, files: list[Path]) -> None:
                                                source=f'url {base}'))
 
 
-class Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-def serve(folder: Path) -> str:
-    handler = functools.partial(Quiet, directory=str(folder))
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return f'http://127.0.0.1:{httpd.server_address[1]}/'
-
-
 def plain(base: str, files: list[Path], out: Path) -> float:
     out.mkdir(parents=True, exist_ok=True)
     session = requests.Session()
@@ -130,11 +115,11 @@ def main():
     with tempfile.TemporaryDirectory(prefix='vre-bench-orders-') as tmp:
         tmp = Path(tmp)
         files = make_files(tmp, args.small, args.big_mb)
-        base = serve(tmp / 'bdi')
         home = tmp / 'home'
         home.mkdir()
-        index_rows(f'sqlite:///{home}/index.sqlite', base, files['small'] + files['big'])
-        with start_server(home) as server:
+        with serve_folder(tmp / 'bdi') as url, start_server(home) as server:
+            base = url + '/'
+            index_rows(f'sqlite:///{home}/index.sqlite', base, files['small'] + files['big'])
             for label, group in (('small', files['small']), ('big', files['big'])):
                 nbytes = sum(p.stat().st_size for p in group)
                 t_plain = plain(base, group, tmp / f'plain-{label}')

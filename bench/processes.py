@@ -10,15 +10,10 @@ would serve them); the server reads them by reference. Goal: subset within 1.3x 
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import io
-import os
-import signal
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -27,7 +22,9 @@ import pandas as pd
 import requests
 import xarray as xr
 
-from jobs import start_vre, wait_up   # bench/ is on sys.path when run as a script
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / 'tests'))
+from serverkit import serve_folder, start_server  # noqa: E402
 
 # this file is named like the `processes` package: take bench/ off the path to import it
 sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != Path(__file__).resolve().parent]
@@ -35,18 +32,6 @@ from processes.base import JobContext  # noqa: E402
 from processes.subset import SubsetProcess  # noqa: E402
 
 BOX = [10.0, 20.0, 40.0, 50.0]
-
-
-class Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-def serve(folder: Path) -> str:
-    handler = functools.partial(Quiet, directory=str(folder))
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return f'http://127.0.0.1:{httpd.server_address[1]}'
 
 
 def make_grid(path: Path, ny: int, nx: int) -> None:
@@ -170,16 +155,11 @@ def main():
     with tempfile.TemporaryDirectory(prefix='vre-bench-') as tmp:
         folder = Path(tmp) / 'data'
         folder.mkdir()
-        data_url = serve(folder)
-        url, proc = start_vre(Path(tmp) / 'home', 2)[:2]
-        try:
-            wait_up(url, proc)
-            bench_subset(url, data_url, folder, args.runs, ny, nx)
-            bench_divand(url, data_url, folder, [int(v) for v in args.divand_grids.split(',')],
+        with serve_folder(folder) as data_url, start_server(Path(tmp) / 'home') as server:
+            bench_subset(server.url, data_url, folder, args.runs, ny, nx)
+            bench_divand(server.url, data_url, folder,
+                         [int(v) for v in args.divand_grids.split(',')],
                          [int(v) for v in args.divand_obs.split(',')], 2000, 200)
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=60)
 
 
 if __name__ == '__main__':

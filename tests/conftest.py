@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from serverkit import BDI_DATA, REPO, USERS, VRE, Server, free_port, start_server, stop_server  # noqa: F401
+from serverkit import (BDI_DATA, REPO, USERS, VRE, Server, free_port, serve_folder,  # noqa: F401
+                       start_server, stop_server)
 
 
 @pytest.fixture(scope='session')
@@ -36,17 +37,8 @@ def bdi_data() -> Path:
 @pytest.fixture(scope='session')
 def static_server(bdi_data):
     """Serves ../shared/data/bdi over HTTP on loopback, as a remote data host would."""
-    import functools
-    import http.server
-    import threading
-
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(bdi_data))
-    handler.log_message = lambda *a, **k: None
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f'http://127.0.0.1:{httpd.server_address[1]}'
-    httpd.shutdown()
+    with serve_folder(bdi_data) as url:
+        yield url
 
 
 @pytest.fixture
