@@ -18,7 +18,7 @@ from pygeoapi.process.base import JobNotFoundError, JobResultNotFoundError
 from pygeoapi.process.manager.base import BaseManager
 from pygeoapi.util import JobStatus, RequestedProcessExecutionMode
 
-from processes.jobstore import ACTIVE, FINAL, JobStore, jobs, utcnow
+from processes.jobstore import ACTIVE, FINAL, JobStore, utcnow
 
 HEARTBEAT_SECONDS = 2.0
 RUN_TASK = 'processes.tasks.run_job'

@@ -295,7 +295,6 @@ class JobRunner:
                        workdir: Path, target: dict) -> dict:
         """Each output by value or by reference, as the request asked (or by its nature);
         references are files of the storage tier the request chose."""
-        job_id = row['job_id']
         declared = metadata.get('outputs', {})
         wanted = list(requested) if requested else list(outputs)
         results = {}

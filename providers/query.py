@@ -5,7 +5,7 @@ message; nothing here may let a malformed request become a 500.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 
 import sqlalchemy as sa
 from dateutil import parser as dateparser

@@ -3,7 +3,6 @@ counted here by hand (collections.Counter, math.comb) on the same records."""
 from __future__ import annotations
 
 import collections
-import io
 import math
 
 import pandas as pd

@@ -7,8 +7,6 @@ import email.utils
 import http.server
 import io
 import json
-import os
-import subprocess
 import sys
 import threading
 import zipfile

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 import requests
 import sqlalchemy as sa
 
 from bdi_samples import run_harvest
-from serverkit import free_port, start_server
+from serverkit import start_server
 
 
 @pytest.fixture(scope='session')
