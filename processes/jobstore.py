@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 
 from sqlalchemy import (JSON, Column, DateTime, Float, Integer, MetaData, String, Table, Text,
                         create_engine, event, select, update, delete, func, and_, or_)
@@ -68,7 +69,10 @@ def get_engine(url: str):
             @event.listens_for(engine, 'connect')
             def _pragmas(conn, _record):
                 cur = conn.cursor()
-                cur.execute('PRAGMA journal_mode=WAL')
+                try:
+                    cur.execute('PRAGMA journal_mode=WAL')
+                except sqlite3.OperationalError:
+                    pass    # another process is switching it; WAL is a property of the file
                 cur.execute('PRAGMA synchronous=NORMAL')
                 cur.close()
         metadata.create_all(engine)

@@ -7,6 +7,7 @@ never re-read source files. Engines are cached per URL: pygeoapi builds a provid
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from datetime import datetime, timezone
 
@@ -112,7 +113,10 @@ def engine(url: str) -> sa.Engine:
 def _sqlite_pragmas(dbapi_conn, _record):
     cur = dbapi_conn.cursor()
     cur.execute('PRAGMA busy_timeout=30000')  # first: switching to WAL waits for a lock
-    cur.execute('PRAGMA journal_mode=WAL')   # readers (the web server) go on while harvesting
+    try:
+        cur.execute('PRAGMA journal_mode=WAL')   # readers (the web server) go on while harvesting
+    except sqlite3.OperationalError:
+        pass    # another process is switching it; WAL is a property of the file
     cur.close()
 
 

@@ -3,6 +3,7 @@ size, checksums, media type, licence, citation and provenance; plus folders, sha
 public links. A row is committed only after the bytes are safely in place."""
 from __future__ import annotations
 
+import sqlite3
 import time
 import unicodedata
 
@@ -88,7 +89,10 @@ class Catalogue:
             def _pragmas(dbapi_conn, _record):
                 cur = dbapi_conn.cursor()
                 cur.execute('PRAGMA busy_timeout=15000')
-                cur.execute('PRAGMA journal_mode=WAL')
+                try:
+                    cur.execute('PRAGMA journal_mode=WAL')
+                except sqlite3.OperationalError:
+                    pass    # another process is switching it; WAL is a property of the file
                 cur.close()
         for attempt in range(5):   # web workers start together: another may win the race
             try:

@@ -142,6 +142,7 @@ def serve(host, port, home):
         env = {**os.environ, **settings.env(),
                'PYGEOAPI_CONFIG': str(settings.config_path),
                'PYGEOAPI_OPENAPI': str(settings.home / 'openapi.yml')}
+        _build_app_once(settings)
         _requeue_accepted(settings)
         cores = os.cpu_count() or 1
         sup.start('celery worker', celery_worker_argv(
@@ -170,6 +171,18 @@ def _wait_for_port(host, port, timeout=10.0):
         except OSError:
             time.sleep(0.05)
     raise click.ClickException(f'nothing listens on {host}:{port} after {timeout:g} s')
+
+
+def _build_app_once(settings: Settings) -> None:
+    """Build the app here first: its stores (job store, storage catalogue, BDI index) are
+    created and switched to WAL by one process, before web workers and Celery children all
+    start at the same moment; and a broken app is one clear message, not a boot loop."""
+    from vre.app import create_app
+    try:
+        create_app(settings)
+    except Exception as err:
+        click.echo(f'vre: the app cannot start: {type(err).__name__}: {err}', err=True)
+        sys.exit(2)
 
 
 def _requeue_accepted(settings: Settings) -> None:
