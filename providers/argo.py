@@ -148,6 +148,11 @@ class ArgoConnector(Connector):
     default_url = 'https://data-argo.ifremer.fr/'
     license = LICENSE
     citation = CITATION
+    feature_fields = {
+        'platform_number': ('platform', 'string'), 'cycle_number': ('cycle', 'integer'),
+        'file_type': ('kind', 'string'), 'data_mode': ('data_mode', 'string'),
+        'parameters': ('parameters', 'string'), 'position_qc': ('qc', 'string'),
+        'time': ('time', 'string'), 'granule': ('granule', 'string')}
 
     def granules(self, source: Source) -> list[GranuleRef]:
         self._listing_problems = []

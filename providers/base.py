@@ -113,6 +113,10 @@ class Connector:
     default_url = ''
     license = ''
     citation = ''
+    # the queryables of this BDI's observations as Features: public property -> (column of
+    # store.OBSERVATION, JSON type); empty when its observations are not served as Features
+    feature_fields: dict[str, tuple[str, str]] = {}
+    time_property = 'time'    # the public name of the observation time
 
     def __init__(self, options: dict | None = None):
         self.options = options or {}

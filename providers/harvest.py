@@ -7,6 +7,7 @@ whose checksum changed. A granule that cannot be read is reported and skipped.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from pathlib import Path
 from typing import Callable, Iterable
@@ -17,16 +18,23 @@ from providers import store
 from providers.base import Connector, GranuleError, HttpSource, MirrorSource, Source
 
 
+# every BDI connector, as module:class; a new BDI adds its line here
+CONNECTORS = [
+    'providers.argo:ArgoConnector',
+    'providers.seadatanet:SeaDataNetConnector',
+    'providers.obis:ObisConnector',
+    'providers.obis:EurobisConnector',
+]
+
+
 def connectors() -> dict[str, type[Connector]]:
-    from providers.argo import ArgoConnector
-    from providers.obis import EurobisConnector, ObisConnector
-    found = [ArgoConnector, ObisConnector, EurobisConnector]
-    try:
-        from providers.seadatanet import SeaDataNetConnector
-        found.insert(1, SeaDataNetConnector)
-    except ImportError:
-        pass
-    return {c.name: c for c in found}
+    """name -> connector class, in the order of CONNECTORS."""
+    out = {}
+    for entry in CONNECTORS:
+        module, cls = entry.split(':')
+        c = getattr(importlib.import_module(module), cls)
+        out[c.name] = c
+    return out
 
 
 def sources_for(bdis: list[str] | None, mirror: Path | None, urls: dict | None,

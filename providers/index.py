@@ -18,22 +18,6 @@ from providers.query import CQL, bad, coerce, extent_clause, instant_clause, tim
 
 O, G, C = store.OBSERVATION, store.GRANULE, store.COLLECTION
 
-# public property -> (column, JSON type); the queryables of each BDI's observations
-FEATURE_FIELDS = {
-    'argo': {'platform_number': ('platform', 'string'), 'cycle_number': ('cycle', 'integer'),
-             'file_type': ('kind', 'string'), 'data_mode': ('data_mode', 'string'),
-             'parameters': ('parameters', 'string'), 'position_qc': ('qc', 'string'),
-             'time': ('time', 'string'), 'granule': ('granule', 'string')},
-    'obis': {'scientificName': ('taxon', 'string'), 'aphiaID': ('aphia_id', 'integer'),
-             'datasetID': ('dataset', 'string'), 'basisOfRecord': ('kind', 'string'),
-             'depth': ('depth', 'number'), 'eventDate': ('time', 'string'),
-             'granule': ('granule', 'string')},
-    'seadatanet': {'station': ('platform', 'string'), 'featureType': ('kind', 'string'),
-                   'parameters': ('parameters', 'string'), 'local_cdi_id': ('dataset', 'string'),
-                   'time': ('time', 'string'), 'qc': ('qc', 'string'),
-                   'granule': ('granule', 'string')},
-}
-FEATURE_FIELDS['eurobis'] = FEATURE_FIELDS['obis']
 
 GRANULE_FIELDS = {'title': ('title', 'string'), 'type': ('type', 'string'),
                   'collection': ('collection', 'string'), 'platform': ('platform', 'string'),
@@ -143,12 +127,14 @@ class IndexFeatures(_IndexProvider):
     table = O
 
     def __init__(self, provider_def):
+        from providers.harvest import connectors
         bdi = (provider_def.get('options') or {}).get('bdi') or provider_def.get('bdi')
-        if bdi not in FEATURE_FIELDS:
-            raise bad(f'provider option bdi must be one of {sorted(FEATURE_FIELDS)}')
-        self.field_map = FEATURE_FIELDS[bdi]
+        known = {n: c for n, c in connectors().items() if c.feature_fields}
+        if bdi not in known:
+            raise bad(f'provider option bdi must be one of {sorted(known)}')
+        self.field_map = known[bdi].feature_fields
         super().__init__(provider_def)
-        self.time_field = 'eventDate' if bdi in ('obis', 'eurobis') else 'time'
+        self.time_field = known[bdi].time_property
         self.id_field = 'id'
 
     def _time_col(self):

@@ -30,6 +30,13 @@ DWC_KEEP = ('occurrenceID', 'eventID', 'scientificNameID', 'basisOfRecord', 'ind
             'eventRemarks', 'behavior', 'occurrenceRemarks')
 
 
+# Darwin Core occurrences as Features: public property -> (index column, JSON type)
+DWC_FIELDS = {
+    'scientificName': ('taxon', 'string'), 'aphiaID': ('aphia_id', 'integer'),
+    'datasetID': ('dataset', 'string'), 'basisOfRecord': ('kind', 'string'),
+    'depth': ('depth', 'number'), 'eventDate': ('time', 'string'), 'granule': ('granule', 'string')}
+
+
 def event_time(value: str | None) -> str | None:
     """A DwC eventDate (date, date-time or interval) as the index time: its start, UTC."""
     from providers.query import iso
@@ -63,6 +70,8 @@ class ObisConnector(Connector):
     default_url = 'https://api.obis.org/'
     license = 'per record (CC0, CC-BY 4.0, CC-BY-NC 4.0)'
     citation = OBIS_CITATION
+    feature_fields = DWC_FIELDS
+    time_property = 'eventDate'
 
     def _manifest(self, source: Source) -> dict[str, str] | None:
         if not isinstance(source, MirrorSource):
@@ -211,6 +220,8 @@ class EurobisConnector(Connector):
     default_url = 'https://ipt.vliz.be/eurobis/'
     license = 'per dataset (mostly CC-BY 4.0)'
     citation = 'EurOBIS (European Ocean Biodiversity Information System), VLIZ; cite each dataset'
+    feature_fields = DWC_FIELDS
+    time_property = 'eventDate'
 
     def granules(self, source: Source) -> list[GranuleRef]:
         self._listing_problems = []

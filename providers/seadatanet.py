@@ -321,6 +321,10 @@ class SeaDataNetConnector(Connector):
     default_url = 'https://cdi.seadatanet.org/'
     license = LICENSE
     citation = CITATION
+    feature_fields = {
+        'station': ('platform', 'string'), 'featureType': ('kind', 'string'),
+        'parameters': ('parameters', 'string'), 'local_cdi_id': ('dataset', 'string'),
+        'time': ('time', 'string'), 'qc': ('qc', 'string'), 'granule': ('granule', 'string')}
 
     def granules(self, source: Source) -> list[GranuleRef]:
         self._listing_problems = []
