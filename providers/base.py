@@ -108,6 +108,7 @@ class Granule:
 class Connector:
     """Subclass per BDI: name/title/kind/url as class attributes, three methods."""
     name = ''
+    folder = ''      # its folder in a mirror when not its name (e.g. shared OGC service samples)
     title = ''
     kind = ''
     default_url = ''

@@ -51,10 +51,11 @@ def sources_for(bdis: list[str] | None, mirror: Path | None, urls: dict | None,
         if urls and urls.get(name):
             out[name] = HttpSource(urls[name])
         elif mirror is not None:
-            if (Path(mirror) / name).is_dir():
-                out[name] = MirrorSource(Path(mirror) / name)
+            folder = known[name].folder or name
+            if (Path(mirror) / folder).is_dir():
+                out[name] = MirrorSource(Path(mirror) / folder)
             elif name in wanted:
-                raise ValueError(f'{mirror} has no {name}/ folder')
+                raise ValueError(f'{mirror} has no {folder}/ folder')
         elif (conf.get(name) or {}).get('mirror'):
             out[name] = MirrorSource(Path(conf[name]['mirror']))
         elif (conf.get(name) or {}).get('url') and (conf[name].get('harvest', True)):
