@@ -1,4 +1,6 @@
-"""`biodiversity-indices`: species richness, Shannon, Simpson and ES50 per cell of a lon/lat grid.
+"""`biodiversity-indices`: species richness, Shannon, Simpson and ES50 per cell of a lon/lat grid
+or of Uber's H3 hexagonal grid (the hexagons OBIS maps use; near-equal areas at every latitude,
+which a lon/lat grid does not have).
 
 Occurrences come as OBIS API v3 JSON ({"results": [...]}) or as a Darwin Core CSV/TSV table;
 a Darwin Core archive's occurrence table has no coordinates, so its event table may be given
@@ -12,8 +14,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import h3
 import numpy as np
 import pandas as pd
+from shapely.geometry import Polygon, box, mapping
 from scipy.special import gammaln
 
 from processes.base import InputError, Output, VREProcess
@@ -55,6 +59,20 @@ def read_occurrences(path: Path) -> pd.DataFrame:
     return read_table(path, 'occurrences')
 
 
+def hexagon(cell: str) -> dict:
+    """GeoJSON of an H3 cell; one crossing the antimeridian is cut there (RFC 7946 3.1.9)."""
+    ring = [(lng, lat) for lat, lng in h3.cell_to_boundary(cell)]
+    lons = [x for x, _ in ring]
+    if max(lons) - min(lons) <= 180:
+        return mapping(Polygon(ring))
+    shifted = Polygon([(x + 360 if x < 0 else x, y) for x, y in ring])
+    east = shifted.intersection(box(0, -90, 180, 90))
+    west = shifted.intersection(box(180, -90, 360, 90))
+    west = Polygon([(x - 360, y) for x, y in west.exterior.coords])
+    return {'type': 'MultiPolygon',
+            'coordinates': [mapping(east)['coordinates'], mapping(west)['coordinates']]}
+
+
 class BiodiversityIndicesProcess(VREProcess):
     METADATA = {
         'version': '1.0.0', 'id': 'biodiversity-indices',
@@ -91,6 +109,21 @@ class BiodiversityIndicesProcess(VREProcess):
                 'schema': {'type': 'number', 'minimum': 0.01, 'maximum': 90, 'default': 1},
                 'minOccurs': 0, 'maxOccurs': 1,
             },
+            'grid': {
+                'title': 'Grid',
+                'description': '"square": cells of cell_size degrees from (-180, -90); '
+                               '"hexagon": H3 hexagons of resolution h3_resolution.',
+                'schema': {'type': 'string', 'enum': ['square', 'hexagon'],
+                           'default': 'square'},
+                'minOccurs': 0, 'maxOccurs': 1,
+            },
+            'h3_resolution': {
+                'title': 'H3 resolution',
+                'description': 'Resolution of the hexagonal grid: 2 (edge ~160 km), 3 (~60 km), '
+                               '4 (~23 km), 5 (~9 km), ... (H3 cell statistics).',
+                'schema': {'type': 'integer', 'minimum': 0, 'maximum': 10, 'default': 3},
+                'minOccurs': 0, 'maxOccurs': 1,
+            },
             'taxon_field': {
                 'title': 'Taxon column',
                 'description': 'Column naming the taxon; "auto" takes the first present of '
@@ -101,8 +134,10 @@ class BiodiversityIndicesProcess(VREProcess):
         'outputs': {
             'grid': {
                 'title': 'Grid cells with indices',
-                'description': 'GeoJSON polygons with n (records), richness, shannon, simpson, '
-                               'es50 (null below 50 records).',
+                'description': 'GeoJSON polygons (square cells or H3 hexagons; a hexagon '
+                               'across the antimeridian is split into a MultiPolygon) with n '
+                               '(records), richness, shannon, simpson, es50 (null below 50 '
+                               'records).',
                 'schema': {'type': 'object', 'contentMediaType': 'application/geo+json'},
             },
             'summary': {'title': 'Summary', 'description': 'Records read, used and left out.',
@@ -136,25 +171,37 @@ class BiodiversityIndicesProcess(VREProcess):
         if not use.any():
             raise InputError('the selection is empty: no present occurrence with coordinates '
                              f'and a {taxon}')
-        df = pd.DataFrame({'ix': np.floor((lon[use] + 180) / size).astype(int),
-                           'iy': np.floor((lat[use] + 90) / size).astype(int),
-                           'taxon': occ.loc[use, taxon].astype(str)})
-        table = df.groupby(['ix', 'iy', 'taxon']).size()
-        cells = table.groupby(level=['ix', 'iy'])
+        hexagons = inputs.get('grid', 'square') == 'hexagon'
+        res = int(inputs.get('h3_resolution', 3))
+        if hexagons:
+            cell_of = [h3.latlng_to_cell(y, x, res) for y, x in zip(lat[use], lon[use])]
+        else:
+            ix = np.floor((lon[use] + 180) / size).astype(int)
+            iy = np.floor((lat[use] + 90) / size).astype(int)
+            cell_of = ix.astype(str) + '_' + iy.astype(str)
+        df = pd.DataFrame({'cell': list(cell_of), 'taxon': occ.loc[use, taxon].astype(str)})
+        cells = df.groupby(['cell', 'taxon']).size().groupby(level='cell')
         features = []
-        for k, ((ix, iy), counts) in enumerate(cells):
-            x0, y0 = ix * size - 180, iy * size - 90
-            ring = [[x0, y0], [x0 + size, y0], [x0 + size, y0 + size], [x0, y0 + size], [x0, y0]]
-            features.append({'type': 'Feature', 'id': f'{ix}_{iy}',
-                             'geometry': {'type': 'Polygon', 'coordinates': [ring]},
-                             'properties': dict(cell_indices(counts.to_numpy()),
-                                                cell_size=size)})
+        for k, (cell, counts) in enumerate(cells):
+            props = cell_indices(counts.to_numpy())
+            if hexagons:
+                geometry = hexagon(cell)
+                props.update(h3_resolution=res)
+            else:
+                ix, iy = map(int, cell.split('_'))
+                x0, y0 = ix * size - 180, iy * size - 90
+                geometry = {'type': 'Polygon', 'coordinates': [[
+                    [x0, y0], [x0 + size, y0], [x0 + size, y0 + size], [x0, y0 + size], [x0, y0]]]}
+                props.update(cell_size=size)
+            features.append({'type': 'Feature', 'id': cell, 'geometry': geometry,
+                             'properties': props})
             ctx.progress(10 + int(85 * (k + 1) / cells.ngroups), f'cell {k + 1}')
         summary = {'records_read': read, 'records_used': int(use.sum()),
                    'absences_left_out': int(absent.sum()),
                    'without_coordinates': int((~located).sum()),
                    'without_taxon': int((~named).sum()), 'taxon_field': taxon,
-                   'cells': len(features), 'cell_size_deg': size}
+                   'cells': len(features), 'grid': 'hexagon' if hexagons else 'square',
+                   **({'h3_resolution': res} if hexagons else {'cell_size_deg': size})}
         return {'grid': Output(value={'type': 'FeatureCollection', 'features': features},
                                media_type='application/geo+json'),
                 'summary': Output(value=summary)}
