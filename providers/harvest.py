@@ -24,6 +24,11 @@ CONNECTORS = [
     'providers.seadatanet:SeaDataNetConnector',
     'providers.obis:ObisConnector',
     'providers.obis:EurobisConnector',
+    'providers.ecotaxa:EcotaxaConnector',
+    'providers.ena:EnaConnector',
+    'providers.emodnet:BathymetryConnector', 'providers.emodnet:BiologyConnector',
+    'providers.emodnet_chemistry:EmodnetChemistryConnector', 'providers.emodnet_chemistry:SeaDataNetProductsConnector',  # noqa: E501
+    'providers.erddap:ErddapConnector',
 ]
 
 
@@ -88,6 +93,7 @@ def harvest_one(eng, connector: Connector, source: Source, progress=None) -> dic
         _save_bdi(eng, connector, source, started, False, rep['error'], rep)
         return rep
     rep['skipped'] += [{'granule': g, 'reason': why} for g, why in connector.listing_problems()]
+    rep.update(getattr(connector, 'report_notes', dict)())   # e.g. what a filter left out
     G = store.GRANULE
     with eng.connect() as conn:
         known = {r.id: r for r in conn.execute(
@@ -171,7 +177,9 @@ def _write_collections(conn, connector: Connector) -> None:
     """
     G, C = store.GRANULE, store.COLLECTION
     rows = {c['id']: c for c in connector.collections()}
-    for old in conn.execute(sa.select(C).where(C.c.bdi == connector.name)).mappings():
+    # grid collections (type coverage) of a BDI are written by coverage.register_catalogue
+    mine = sa.and_(C.c.bdi == connector.name, sa.func.coalesce(C.c.type, '') != 'coverage')
+    for old in conn.execute(sa.select(C).where(mine)).mappings():
         if old['id'] not in rows:
             rows[old['id']] = dict({k: v for k, v in old.items() if k != 'rid'},
                                    extra=json.loads(old['extra'] or '{}'), _old=True)
@@ -188,7 +196,7 @@ def _write_collections(conn, connector: Connector) -> None:
             coll.update(minx=ext[0], miny=ext[1], maxx=ext[2], maxy=ext[3], tmin=ext[4],
                         tmax=ext[5])
         out.append(dict(coll, extra=store.dumps(extra)))
-    store.delete(conn, C, C.c.bdi == connector.name)
+    store.delete(conn, C, mine)
     store.upsert(conn, C, out)
 
 

@@ -31,6 +31,8 @@ def bdi_table(db_url: str) -> list[dict]:
     out = []
     for r in rows:
         files = json.loads(r['report'] or '{}').get('files')   # grid files served as they are
+        grids = [json.loads(c.extra or '{}').get('data') for c in colls if c.bdi == r['name']]
+        files = files or [g for g in grids if g] or None   # a harvested BDI with grids too
         missing = [os.path.basename(f) for f in files or [] if not os.path.exists(f)]
         mine = []
         for c in colls:
@@ -42,8 +44,9 @@ def bdi_table(db_url: str) -> list[dict]:
         health = {'reachable': bool(r['reachable']), 'last_error': r['last_error'],
                   'skipped': issues.get(r['name'], 0)}
         if files is not None:
-            health.update(reachable=not missing, last_error=(
-                f'not in the mirror: {", ".join(missing)}' if missing else None))
+            health.update(reachable=health['reachable'] and not missing, last_error='; '.join(
+                filter(None, [r['last_error'], missing and
+                              f'not in the mirror: {", ".join(missing)}'])) or None)
         out.append({
             'name': r['name'], 'title': r['title'], 'kind': r['kind'], 'source': r['source'],
             'collections': mine, 'granules': counts.get(r['name'], 0),
@@ -89,3 +92,5 @@ def register(app, api, settings) -> None:
     app.register_blueprint(bp)
     from providers import coverage
     coverage.register(app, api, settings)
+    from providers import ecotaxa
+    ecotaxa.register(app, api, settings)
