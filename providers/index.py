@@ -54,7 +54,10 @@ class _IndexProvider(BaseProvider):
                     else {'type': t}) for k, (c, t) in self.cols.items()}
 
     def _scope(self):
-        return [self.table.c.bdi == self.bdi] if self.bdi else []
+        where = [self.table.c.bdi == self.bdi] if self.bdi else []
+        if self.opts.get('collection'):   # one collection of a BDI's rows (points vs series)
+            where.append(self.table.c.collection == self.opts['collection'])
+        return where
 
     def _where(self, bbox, datetime_, properties, q, filterq):
         where = self._scope()
@@ -195,8 +198,12 @@ class IndexRecords(_IndexProvider):
 
     def _feature(self, row, select_properties, skip_geometry):
         extra = json.loads(row['extra'] or '{}')
-        links = []
-        if row['url']:
+        # links a connector gives with their relation (e.g. an ISO record's online resources)
+        links = [lk for lk in extra.get('links') or [] if isinstance(lk, dict)
+                 and lk.get('rel') and lk.get('href')]
+        if links:
+            extra['links'] = [lk for lk in extra['links'] if lk not in links]
+        if row['url'] and row['url'] not in {lk['href'] for lk in links}:
             links.append({'href': row['url'], 'rel': 'enclosure' if self.table is G else 'via',
                           'title': 'download' if self.table is G else 'source'})
         props = {'type': row['type'], 'title': row['title'], 'license': row['license'],
