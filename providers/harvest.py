@@ -24,6 +24,7 @@ CONNECTORS = [
     'providers.seadatanet:SeaDataNetConnector',
     'providers.obis:ObisConnector',
     'providers.obis:EurobisConnector',
+    'providers.socat:SocatConnector', 'providers.icos:IcosMarineConnector',
     'providers.ecotaxa:EcotaxaConnector',
     'providers.ena:EnaConnector',
     'providers.emodnet:BathymetryConnector', 'providers.emodnet:BiologyConnector',
