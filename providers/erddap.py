@@ -15,10 +15,12 @@ ERDDAP protocol, not a dataset. Configuration (`vre: bdis: erddap:` in pygeoapi-
                          - {dataset: GEBCO_2020, griddap: [elevation], ranges: [[-67, -54],
                             [81, 123]], stride: 10}
                          - {dataset: ArgoFloats, variables: [...], bbox: [w, s, e, n],
-                            time: [t0, t1], constraints: {pres: [0, 100]}, format: csv}
+                            time: [t0, t1], constraints: {pres: [0, 100]},
+                            extra: ['distinct()'], format: csv}
 
 On a mirror without `servers`, every server, info and data request recorded in the manifest is
 used (a recorded URI stands for the live call; a request without its file is reported).
+Live without `servers` (`vre harvest erddap --url erddap=URL`): that server's catalogue.
 
 What becomes what:
 - Level 1: each dataset (catalogue row, search hit, info or data request) is a collection
@@ -53,7 +55,7 @@ import io
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
@@ -94,31 +96,31 @@ def no_results(err: ErddapError) -> bool:
 
 
 # --- request builders (ERDDAP syntax) ------------------------------------------------------
-def _time(value) -> str:
-    from providers.query import iso
-    return iso(str(value)) if not isinstance(value, (int, float)) else str(value)
+def _value(value) -> str:
+    """A constraint value as ERDDAP reads it: dates as ISO 8601 UTC, the rest verbatim."""
+    if isinstance(value, (date, datetime)):
+        from providers.query import iso
+        return iso(value)
+    return str(value)
 
 
 def tabledap_request(dataset: str, variables=(), bbox=None, time=None, constraints=None,
-                     fmt: str = 'nc') -> str:
-    """`tabledap/<id>.<fmt>?vars&var>=lo&var<=hi...`; times as ISO 8601 UTC."""
+                     extra=(), fmt: str = 'nc') -> str:
+    """`tabledap/<id>.<fmt>?vars&longitude>=w&...&var>=lo&var<=hi&time>=t0&...&extra`."""
+    ranges = [('longitude', bbox[0], bbox[2]), ('latitude', bbox[1], bbox[3])] if bbox else []
+    ranges += [(var, lo, hi) for var, (lo, hi) in (constraints or {}).items()]
+    ranges += [('time', *(None if t == '..' else t for t in time))] if time else []
     parts = [','.join(variables)]
-    ranges = dict(constraints or {})
-    if bbox:
-        ranges.update(longitude=(bbox[0], bbox[2]), latitude=(bbox[1], bbox[3]))
-    if time:
-        ranges['time'] = tuple(None if t in (None, '..') else _time(t) for t in time)
-    for var, (lo, hi) in ranges.items():
-        parts += [f'{var}>={lo}'] if lo is not None else []
-        parts += [f'{var}<={hi}'] if hi is not None else []
-    return f'tabledap/{dataset}.{fmt}?' + '&'.join(parts)
+    for var, lo, hi in ranges:
+        parts += [f'{var}>={_value(lo)}'] if lo is not None else []
+        parts += [f'{var}<={_value(hi)}'] if hi is not None else []
+    return f'tabledap/{dataset}.{fmt}?' + '&'.join(parts + list(extra))
 
 
 def griddap_request(dataset: str, variables, ranges, stride: int = 1, fmt: str = 'nc') -> str:
-    """`griddap/<id>.<fmt>?var[(a):(b)][(c):(d)]` (one range per axis, in the grid's order)."""
+    """`griddap/<id>.<fmt>?var[(a):stride:(b)]...` (one range per axis, in the grid's order)."""
     step = f':{stride}' if stride != 1 else ''
-    dims = ''.join(f'[({_time(lo) if isinstance(lo, str) else lo}){step}:'
-                   f'({_time(hi) if isinstance(hi, str) else hi})]' for lo, hi in ranges)
+    dims = ''.join(f'[({_value(lo)}){step}:({_value(hi)})]' for lo, hi in ranges)
     return f'griddap/{dataset}.{fmt}?' + ','.join(v + dims for v in variables)
 
 
@@ -130,7 +132,8 @@ def _request(spec) -> str:
         return griddap_request(spec['dataset'], spec['griddap'], spec['ranges'],
                                spec.get('stride', 1), fmt)
     return tabledap_request(spec['dataset'], spec.get('variables') or (), spec.get('bbox'),
-                            spec.get('time'), spec.get('constraints'), fmt)
+                            spec.get('time'), spec.get('constraints'), spec.get('extra') or (),
+                            fmt)
 
 
 def parse_request(rel: str) -> dict:
@@ -422,7 +425,7 @@ class ErddapConnector(Connector):
             try:
                 d['info'] = read_info(read_table(self._get(source, uri), fmt))
             except FileNotFoundError:
-                pass
+                continue
             except (ErddapError, ValueError, KeyError) as err:
                 self._listing_problems.append((uri, f'dataset info unreadable: {err}'))
             return
@@ -533,6 +536,8 @@ class ErddapConnector(Connector):
         return obs, problems
 
     def _citation(self, d: dict) -> str:
+        if not d:
+            return self.citation
         g = (d.get('info') or {}).get('attributes') or {}
         who = g.get('institution') or d.get('institution') or d['server'].name
         title = g.get('title') or d.get('title') or d['dataset']
