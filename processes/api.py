@@ -107,14 +107,19 @@ class ProcessesAPI:
         jco = metadata.get('jobControlOptions', ['sync-execute', 'async-execute'])
         prefer = request.headers.get('Prefer', '')
         wants_async = 'respond-async' in prefer
+        wait = prefer_wait(prefer)
         run_async = ('async-execute' in jco and wants_async) or 'sync-execute' not in jco
         user = current_user()
         row = self.manager.submit(process_id, body, owner=user.name if user else None)
         location = f"{self.base_url}/jobs/{row['job_id']}"
         if run_async:
             headers = {'Location': location}
-            if wants_async:
-                headers['Preference-Applied'] = 'respond-async'
+            applied = ['respond-async'] if wants_async else []
+            if wait:    # RFC 7240: answer when the job ends or after `wait` s, still a 201
+                row = self.manager.wait(row['job_id'], timeout=wait) or row
+                applied.append(f'wait={wait:g}')
+            if applied:
+                headers['Preference-Applied'] = ', '.join(applied)
             return _json(status_info(row, self.base_url), 201, headers)
         row = self.manager.wait(row['job_id'])
         headers = {'Location': location}
@@ -140,10 +145,16 @@ class ProcessesAPI:
             if request.method == 'DELETE':
                 return self.dismiss(job_id)
             row = self.job_for_request(job_id)
+            wait = prefer_wait(request.headers.get('Prefer', ''))
+            headers = {}
+            if wait and row['status'] in ('accepted', 'running'):   # long poll, RFC 7240
+                row = self.manager.wait(job_id, timeout=wait) \
+                    or self.job_for_request(job_id)     # dismissed meanwhile: 404 now
+                headers['Preference-Applied'] = f'wait={wait:g}'
             doc = status_info(row, self.base_url)
             if wants_html():
                 return self._html('jobs/job.html', {'jobs': doc, 'now': iso(_now())})
-            return _json(doc)
+            return _json(doc, headers=headers)
         html = wants_html()
         filters = job_filters()
         user = current_user()
@@ -285,6 +296,23 @@ def raw_response(results: dict, headers: dict, requested: dict) -> Response:
     for k, v in headers.items():
         resp.headers[k] = v
     return resp
+
+
+MAX_WAIT = 60.0
+
+
+def prefer_wait(prefer: str) -> float | None:
+    """Seconds of a `Prefer: wait=N` header (RFC 7240 section 4.3), at most MAX_WAIT; None
+    when absent or not a number (a preference the server may ignore, never an error)."""
+    for part in prefer.split(','):
+        name, _, value = part.strip().partition('=')
+        if name.strip().lower() == 'wait':
+            try:
+                seconds = float(value.strip().strip('"'))
+            except ValueError:
+                return None
+            return min(seconds, MAX_WAIT) if seconds > 0 else None
+    return None
 
 
 def _now():

@@ -83,8 +83,9 @@ def get_engine(url: str):
 class JobStore:
     """CRUD and the queries OGC API - Processes job lists need."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, on_final=None):
         self.engine = get_engine(url)
+        self.on_final = on_final or (lambda job_id: None)   # called once a job has ended
 
     def add(self, row: dict) -> None:
         with self.engine.begin() as conn:
@@ -103,11 +104,17 @@ class JobStore:
         if only_if_status:
             stmt = stmt.where(jobs.c.status.in_(list(only_if_status)))
         with self.engine.begin() as conn:
-            return conn.execute(stmt.values(**values)).rowcount > 0
+            done = conn.execute(stmt.values(**values)).rowcount > 0
+        if done and values.get('status') in FINAL:
+            self.on_final(job_id)
+        return done
 
     def delete(self, job_id: str) -> bool:
         with self.engine.begin() as conn:
-            return conn.execute(delete(jobs).where(jobs.c.job_id == job_id)).rowcount > 0
+            done = conn.execute(delete(jobs).where(jobs.c.job_id == job_id)).rowcount > 0
+        if done:
+            self.on_final(job_id)
+        return done
 
     def query(self, *, owner=None, see_all=False, types=None, process_ids=None, statuses=None,
               created_from=None, created_to=None, min_duration=None, max_duration=None,

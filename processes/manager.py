@@ -19,6 +19,8 @@ from pygeoapi.process.manager.base import BaseManager
 from pygeoapi.util import JobStatus, RequestedProcessExecutionMode
 
 from processes.jobstore import ACTIVE, FINAL, JobStore, utcnow
+from processes.notify import RECHECK, Notices
+from vre.settings import load_settings
 
 HEARTBEAT_SECONDS = 2.0
 RUN_TASK = 'processes.tasks.run_job'
@@ -31,7 +33,8 @@ class CeleryJobManager(BaseManager):
         super().__init__(manager_def)
         self.is_async = True
         self.supports_subscribing = True
-        self.store = JobStore(manager_def['connection'])
+        self.notices = Notices(load_settings().redis_url)
+        self.store = JobStore(manager_def['connection'], on_final=self.notices.publish)
         self.output_dir = Path(manager_def.get('output_dir') or 'jobs')
         self.default_timeout = float(manager_def.get('timeout') or 3600)
         self.heartbeat_grace = float(manager_def.get('heartbeat_grace') or 5 * HEARTBEAT_SECONDS)
@@ -94,18 +97,19 @@ class CeleryJobManager(BaseManager):
         self.celery.send_task(RUN_TASK, args=[row['job_id']], task_id=f"{row['job_id']}.{row['attempts']}",
                               soft_time_limit=timeout, time_limit=timeout + 10)
 
-    def wait(self, job_id: str, timeout: float | None = None) -> dict:
-        """Block until the job is final (sync execution); answers the job row."""
-        deadline = time.monotonic() + (timeout or self.default_timeout + 30)
-        delay = 0.002
-        while True:
-            row = self.get_job_row(job_id)
-            if row is None or row['status'] in FINAL:
-                return row
-            if time.monotonic() > deadline:
-                return row
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
+    def wait(self, job_id: str, timeout: float | None = None) -> dict | None:
+        """The job row once it is final, or as it is when `timeout` runs out (sync execute,
+        `Prefer: wait`); woken by the job-finished notice, re-reading at least every
+        RECHECK seconds."""
+        deadline = time.monotonic() + (self.default_timeout + 30 if timeout is None
+                                       else timeout)
+        with self.notices.waiter(job_id) as finished:
+            while True:
+                row = self.get_job_row(job_id)
+                left = deadline - time.monotonic()
+                if row is None or row['status'] in FINAL or left <= 0:
+                    return row
+                finished.wait(min(left, RECHECK))
 
     # -- reading ----------------------------------------------------------------
     def get_job_row(self, job_id: str) -> dict | None:

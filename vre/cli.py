@@ -150,7 +150,8 @@ def serve(host, port, home):
             restartable=True)
         sup.start('web server', [sys.executable, '-m', 'gunicorn', 'vre.wsgi:app',
                                  '--bind', f'{settings.host}:{settings.port}',
-                                 '--workers', str(settings.web_workers), '--threads', '8',
+                                 # a waiting request (sync execute, Prefer: wait) holds one
+                                 '--workers', str(settings.web_workers), '--threads', '32',
                                  '--worker-class', 'gthread', '--graceful-timeout', '5',
                                  '--timeout', str(settings.job_timeout + 60),
                                  '--log-level', 'warning'], env, restartable=True)
