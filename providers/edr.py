@@ -41,6 +41,7 @@ class IndexEDR(BaseEDRProvider):
         super().__init__(provider_def)
         opts = provider_def.get('options') or {}
         self.bdi = opts.get('bdi')
+        self.collection = opts.get('collection')   # only this collection of the BDI's rows
         self.tolerance = float(opts.get('tolerance', 0.5))
         self.engine = store.engine(self.data)
         self.sqlite = store.is_sqlite(self.engine)
@@ -97,6 +98,8 @@ class IndexEDR(BaseEDRProvider):
             raise bad('a bbox of 4 numbers is needed')
         where = [O.c.bdi == self.bdi, O.c.lon.isnot(None),
                  store.bbox_clause(O, bbox, self.sqlite)]
+        if self.collection:
+            where.append(O.c.collection == self.collection)
         rng = time_range(datetime_)
         if rng:
             where.append(instant_clause(O.c.time, rng))
