@@ -65,13 +65,11 @@ def read_product(data: bytes) -> dict:
         raise GranuleError('ISO record without identificationInfo')
     ident = md.identification[0]
     keywords, codes, groups = [], [], {}
-    for group in ident.keywords:
-        names = [k.name for k in group.keywords if k.name]
-        keywords += names
-        codes += [c for k in group.keywords if (c := _nerc_code(k.url))]
-        label = (group.thesaurus or {}).get('title') or group.type or 'keywords'
-        if names:
-            groups.setdefault(label, []).extend(names)
+    for label, words in _keywords(el):
+        keywords += [w for w, _ in words]
+        codes += [c for _, href in words if (c := _nerc_code(href))]
+        if words:
+            groups.setdefault(label, []).extend(w for w, _ in words)
     box = ident.bbox
     bbox = [float(v) for v in (box.minx, box.miny, box.maxx, box.maxy)] if box and None not in (
         box.minx, box.miny, box.maxx, box.maxy) else None
@@ -95,6 +93,25 @@ def read_product(data: bytes) -> dict:
                         'other': ident.otherconstraints},
         'contacts': contacts, 'online': online, 'overview': ident.graphicoverview,
     }
+
+
+def _keywords(el) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """(thesaurus or type, [(keyword, vocabulary URL)]) per MD_Keywords; OWSLib 0.35 drops a
+    gmx:Anchor keyword that is not the last of its group, so they are read here."""
+    ns = {'gmd': GMD, 'gco': 'http://www.isotc211.org/2005/gco',
+          'gmx': 'http://www.isotc211.org/2005/gmx'}
+    href = '{http://www.w3.org/1999/xlink}href'
+    out = []
+    for group in el.iterfind('gmd:identificationInfo/*/gmd:descriptiveKeywords/gmd:MD_Keywords',
+                             ns):
+        words = [((k.text or '').strip(), k.get(href)) for k in group.iterfind(
+            'gmd:keyword/*', ns) if (k.text or '').strip()]
+        kind = group.find('gmd:type/gmd:MD_KeywordTypeCode', ns)
+        label = group.findtext('gmd:thesaurusName//gmd:title/gco:CharacterString',
+                               namespaces=ns) or (kind.get('codeListValue') if kind is not None
+                                                  else 'keywords')
+        out.append((label, words))
+    return out
 
 
 def _vertical(el) -> list[float] | None:
