@@ -26,8 +26,11 @@ Served as:
   properties; `dynamicProperties` holds the object's morphometric `object_*` values);
   `associatedMedia` is the vignette: on a mirror served by our route /ecotaxa/media/<path>
   (made absolute at serve time by EcotaxaFeatures, option `media_url`), live the vignette's
-  URL beside the TSV; objects with an EcoTaxa objid also get `references`, the live
-  EcoTaxa API record (https://ecotaxa.obs-vlfr.fr/api/object/<objid>, images included).
+  URL beside the TSV (several joined by ' | ', as EcoTaxa writes one row per image of an
+  object; those rows are one occurrence); in an export zip the image names are kept as
+  `vignette`. Objects with an EcoTaxa objid also get `references`, the live EcoTaxa API
+  record (https://ecotaxa.obs-vlfr.fr/api/object/<objid>, images included). Split exports
+  of the same objects in one export (by taxon, by acquisition) give each object once.
 - `ecotaxa-samples` Features: one per sample (or UVP cast) of an export, at its position:
   object counts per category and status, and where the export has them the summary values
   (abundance, concentration, biovolume per taxon) and, for UVP casts, the particle profile
@@ -229,6 +232,9 @@ class EcotaxaConnector(Connector):
                 '(cite each project too)')
     feature_fields = FEATURE_FIELDS
     time_property = 'eventDate'
+    # the source being harvested, set by granules(); read() builds links from it
+    _mirror = True
+    _base = ''
 
     # --- listing -------------------------------------------------------------------------
     def granules(self, source: Source) -> list[GranuleRef]:
@@ -369,13 +375,20 @@ class EcotaxaConnector(Connector):
         return None
 
     def _occurrences(self, ref, exp, media, dataset_id, coll, samples, problems):
-        out, seen, nopos = [], set(), {}
+        out, seen, nopos, props_of = [], {}, {}, {}
         for fname, r in exp.objects:
             types = exp.types.get(fname, {})
             oid = r.get('object_id') or r.get('orig_id')
-            if not oid or oid in seen:
+            objid = r.get('objid') or None
+            known = seen.setdefault(oid, set())
+            # split exports repeat objects of the full one; two objids are two objects
+            if not oid or (known and (not objid or objid in known or known == {None})):
+                if oid in props_of:          # the same object's next image (img_rank 1, ...)
+                    self._attach(props_of[oid], r.get('img_file_name'), media)
                 continue
-            seen.add(oid)
+            dup = bool(known)          # an object_id used twice: told apart by its objid
+            fid = f'{ref.id}-{_slug(oid)}' + (f'-{objid}' if dup else '')
+            known.add(objid)
             cast = exp.casts.get(r.get('psampleid') or '') if 'orig_id' in r else None
             sample = r.get('sample_id') or (cast or {}).get('profileid') or r.get('psampleid')
             lat, lon = _num(r.get('object_lat')), _num(r.get('object_lon'))
@@ -404,8 +417,8 @@ class EcotaxaConnector(Connector):
             instrument = r.get('acq_instrument') or ((cast or {}).get('instrumtype'))
             event = str(uuid.uuid5(uuid.UUID(dataset_id), sample)) if dataset_id and sample \
                 else None
-            objid = r.get('objid')
-            occurrence_id = str(uuid.uuid5(uuid.UUID(dataset_id), oid)) if dataset_id else \
+            occurrence_id = str(uuid.uuid5(uuid.UUID(dataset_id), oid)) \
+                if dataset_id and not dup else \
                 (str(uuid.uuid5(ECOTAXA_NAMESPACE, objid)) if objid else None)
             who = r.get('object_annotation_person_name')
             net, mesh, ship = (r.get('sample_net_type'), r.get('sample_net_mesh'),
@@ -441,22 +454,16 @@ class EcotaxaConnector(Connector):
                                       if k.startswith('object_') and k not in OBJECT_DWC} or
                 {k: _value(k, v, types) for k, v in r.items() if k not in UVP_DWC},
             }
-            img = r.get('img_file_name')
-            if img in media['inzip']:
-                props['vignette'] = img                  # inside the export zip only
-            elif img and img in media['present']:
-                path = media['folder'] + img
-                if self._mirror:
-                    props['media'] = path                # our /ecotaxa/media/ route
-                else:
-                    props['associatedMedia'] = self._base + path
+            props = {k: v for k, v in props.items() if v is not None}
+            props_of[oid] = props
+            self._attach(props, r.get('img_file_name'), media)
             out.append({
-                'id': f'{ref.id}-{_slug(oid)}', 'bdi': self.name,
+                'id': fid, 'bdi': self.name,
                 'collection': 'ecotaxa-occurrences', 'granule': ref.id, 'time': when,
                 'lon': lon, 'lat': lat, 'platform': (sample or '')[:64] or None,
                 'data_mode': (instrument or '')[:16] or None, 'kind': 'occurrence',
                 'parameters': category, 'taxon': name, 'dataset': coll, 'depth': depth,
-                'qc': status, 'props': {k: v for k, v in props.items() if v is not None}})
+                'qc': status, 'props': props})
             s = samples.setdefault(sample or '', {'lons': [], 'lats': [], 'times': [],
                                                   'depths': [], 'counts': {}, 'status': {},
                                                   'taxa': set(), 'instrument': instrument,
@@ -473,6 +480,19 @@ class EcotaxaConnector(Connector):
             problems.append(f'{fname}: {len(ids)} object(s) without a position (no lat/lon and '
                             f'no sample or cast giving one), e.g. {ids[0]}; not served')
         return out
+
+    def _attach(self, props: dict, img: str | None, media: dict) -> None:
+        """An object's vignette: a path for our media route (mirror), the live URL beside
+        the TSV (web folder), or the name inside the export zip; several are kept in order."""
+        if img and img in media['inzip']:
+            props.setdefault('vignette', []).append(img)
+        elif img and img in media['present']:
+            path = media['folder'] + img
+            if self._mirror:
+                props.setdefault('media', []).append(path)
+            else:
+                props['associatedMedia'] = ' | '.join(
+                    filter(None, [props.get('associatedMedia'), self._base + path]))
 
     def _samples(self, ref, exp: _Export, samples: dict, coll, dataset_id) -> list[dict]:
         for psid, cast in exp.casts.items():       # every UVP cast, with objects or not
@@ -578,10 +598,6 @@ class EcotaxaConnector(Connector):
                 'url': f'{ECOTAXA_URL}/prj/{project}' if project else record['url']})
         return rows
 
-    # the source being harvested, set by granules(); read() builds links from it
-    _mirror = True
-    _base = ''
-
 
 
 OBJECT_DWC = {'object_id', 'object_lat', 'object_lon', 'object_date', 'object_time',
@@ -621,11 +637,10 @@ class EcotaxaFeatures(IndexFeatures):
         props = feat['properties']
         media = props.pop('media', None)
         if media and 'associatedMedia' not in props and self.opts.get('media_url'):
-            props['associatedMedia'] = self.opts['media_url'].rstrip('/') + '/' + media
-        links = []
-        if props.get('associatedMedia'):
-            links.append({'href': props['associatedMedia'], 'rel': 'preview',
-                          'type': 'image/jpeg', 'title': 'vignette'})
+            base = self.opts['media_url'].rstrip('/') + '/'
+            props['associatedMedia'] = ' | '.join(base + m for m in media)
+        links = [{'href': url, 'rel': 'preview', 'type': 'image/jpeg', 'title': 'vignette'}
+                 for url in (props.get('associatedMedia') or '').split(' | ') if url]
         if props.get('references'):
             links.append({'href': props['references'], 'rel': 'via',
                           'type': 'application/json', 'title': 'EcoTaxa object record'})

@@ -173,8 +173,8 @@ def test_import_file_type_row_dropped_and_vignettes_linked(mirror):
     for _, row in df.iterrows():
         o = occ[row.object_id]
         assert (o['lon'], o['lat']) == pytest.approx((row.object_lon, row.object_lat))
-        assert o['props']['media'] == f'import_example/m106_mn01_n1_sml/{row.img_file_name}'
-        assert (ECO / o['props']['media']).is_file()
+        assert o['props']['media'] == [f'import_example/m106_mn01_n1_sml/{row.img_file_name}']
+        assert (ECO / o['props']['media'][0]).is_file()
     assert occ['m106_mn01_n1_sml_409']['time'] == '2014-04-20T04:20:00Z'   # '420' is 04:20
 
 
@@ -192,6 +192,22 @@ def test_object_export_files_of_one_export_are_read_together(mirror):
     assert f'{len(ann)} object(s) without a position' in why
     assert g.record['collection'] == 'ecotaxa-project-1'   # ecotaxa_export_<project>_...
     assert {s['platform'] for s in kind(g, 'sample')} == set(full.sample_id)
+
+
+def test_export_zip_with_images_keeps_every_vignette_of_an_object(tmp_path):
+    """An export zip as EcoTaxa builds it with images (built here: the real export TSV, and a
+    real vignette of the import example stored under the img_file_name paths it names)."""
+    full = pd.read_csv(ECO / 'export/ecotaxa_export_1_20210530_1122.tsv', sep='\t')
+    jpg = (IMPORT / 'm106_mn01_n1_sml_409.jpg').read_bytes()
+    with zipfile.ZipFile(tmp_path / 'ecotaxa_export_1_20210530_1122.zip', 'w') as zf:
+        zf.write(ECO / 'export/ecotaxa_export_1_20210530_1122.tsv',
+                 'ecotaxa_export_1_20210530_1122.tsv')
+        for img in full.img_file_name:
+            zf.writestr(img, jpg)
+    g = read_export(MirrorSource(tmp_path), 'ecotaxa_export_1_20210530_1122.zip')
+    got = {o['props']['catalogNumber']: o['props']['vignette'] for o in kind(g, 'occurrence')}
+    want = full.groupby('object_id', sort=False).img_file_name.apply(list).to_dict()
+    assert got == want and max(len(v) for v in want.values()) == 2
 
 
 def test_latin1_import_file(tmp_path):
@@ -351,7 +367,7 @@ def test_served_occurrences_against_pandas(eco_server):
     rep = eco_server.harvest_report['ecotaxa']
     assert rep['added'] == 5 and not rep.get('error')
     full = pd.read_csv(ECO / 'export/ecotaxa_export_1_20210530_1122.tsv', sep='\t')
-    n = 480 + 1 + len(full) + len(pd.read_csv(IMPORT / 'ecotaxa_m106_mn01_n1_sml.tsv',
+    n = 480 + 1 + full.object_id.nunique() + len(pd.read_csv(IMPORT / 'ecotaxa_m106_mn01_n1_sml.tsv',
                                               sep='\t', skiprows=[1]))
     got = get(eco_server, '/collections/ecotaxa-occurrences/items', limit=1)
     assert got['numberMatched'] == n
@@ -371,7 +387,7 @@ def test_served_occurrences_against_pandas(eco_server):
     assert f['properties']['category'] == row['name']
     dubious = get(eco_server, '/collections/ecotaxa-occurrences/items',
                   identificationVerificationStatus='predicted', limit=1)
-    assert dubious['numberMatched'] == len(full) + 8    # the QA exports are all predicted
+    assert dubious['numberMatched'] == full.object_id.nunique() + 8   # QA exports: predicted
 
 
 def test_vignette_served_by_our_route(eco_server):
