@@ -46,7 +46,9 @@ only the last field in get_fields, turns ERDDAP's 404 "no results" and 400 bodie
 and cannot combine several servers or answer when the server is down. Harvesting keeps
 answers fast, paged, searchable together with the other BDIs, and available offline; the
 subsets to keep are chosen in the config (the request builders below make ERDDAP URLs from a
-bbox, a time interval and constraints).
+bbox, a time interval and constraints). For data too large or too fresh to harvest,
+`TabledapFeatures` (below) is a small live pass-through provider for one tabledap dataset that
+fixes those faults (ids from the row, paging over a cached answer, ERDDAP errors as 4xx/502).
 """
 from __future__ import annotations
 
@@ -54,13 +56,17 @@ import hashlib
 import io
 import json
 import re
+import time as time_module
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from http import HTTPStatus
 from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
 import pandas as pd
 import requests
+from pygeoapi.provider.base import (BaseProvider, ProviderGenericError,
+                                    ProviderInvalidQueryError, ProviderItemNotFoundError)
 
 from providers.base import (Connector, Granule, GranuleError, GranuleRef, HttpSource,
                             MirrorSource, Source, Stat)
@@ -613,3 +619,138 @@ def _constraint_box(constraints, record: dict) -> dict:
                 except Exception:    # ERDDAP's own forms (now-1day, ...) give no bound here
                     pass
     return out
+
+
+# --- live pass-through (pygeoapi feature provider) ----------------------------------------
+class UpstreamError(ProviderGenericError):
+    """The ERDDAP server is unreachable or failed: 502, said plainly."""
+    http_status_code = HTTPStatus.BAD_GATEWAY
+    ogc_exception_code = 'BadGateway'
+
+
+_LIVE: dict[str, tuple[float, object]] = {}     # request URL -> (when, answer), per process
+_LIVE_MAX = 32
+
+
+def _num(v) -> str:
+    v = float(v)
+    return str(int(v)) if v.is_integer() else repr(v)
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+class TabledapFeatures(BaseProvider):
+    """Features answered live by one tabledap dataset (`data`: <server>/tabledap/<id>).
+
+    bbox -> longitude/latitude constraints, datetime -> time constraints (seconds since 1970),
+    properties -> `var="value"`; options `variables`, `constraints` (fixed ranges), `extra`
+    (e.g. distinct(), orderBy), `cache_seconds` (an answer is reused for the next pages),
+    `timeout`. ERDDAP does not page: the answer is read whole (.nc) and cut. Its 404 "no
+    results" is an empty collection, its 400 a 400 with ERDDAP's message, a server down a 502.
+    Item ids are a checksum of the row: /items/{id} finds rows of the answers this process
+    holds (a live ERDDAP has no row identifiers)."""
+
+    def __init__(self, provider_def):
+        super().__init__(provider_def)
+        self.opts = provider_def.get('options') or {}
+        base, _, ds = str(self.data).rstrip('/').rpartition('/tabledap/')
+        self.server, self.dataset = base + '/', ds
+        self.timeout = float(self.opts.get('timeout', 60))
+        self.id_field = 'id'
+        self._fields = self.get_fields()
+
+    def get_fields(self):
+        """From the dataset's info (fetched once per process); the declared variables as text
+        while the server cannot be reached."""
+        url = f'{self.server}info/{self.dataset}/index.json'
+        try:
+            info = self._cached(url, lambda body: read_info(read_table(body, 'json')))
+        except Exception:
+            return {v: {'type': 'string'} for v in self.opts.get('variables') or ()}
+        kinds = {'String': 'string', 'char': 'string', 'double': 'number', 'float': 'number'}
+        wanted = self.opts.get('variables') or list(info['variables'])
+        types = {v: info['variables'].get(v, {}).get('type') for v in wanted}
+        return {v: {'type': kinds.get(types[v], 'integer' if types[v] else 'string'),
+                    **({'format': 'date-time'} if v == 'time' else {})} for v in wanted}
+
+    def _cached(self, url, parse):
+        hit = _LIVE.get(url)
+        if hit and time_module.monotonic() - hit[0] < float(self.opts.get('cache_seconds', 300)):
+            return hit[1]
+        try:
+            r = requests.get(url, timeout=self.timeout)
+        except requests.RequestException as err:
+            raise UpstreamError(user_msg=f'ERDDAP {self.server} unreachable: '
+                                f'{type(err).__name__}') from None
+        value = None
+        if r.status_code == 200:
+            value = parse(r.content)
+        else:
+            err = error_message(r.status_code, r.content)
+            if err.status == 400:
+                raise ProviderInvalidQueryError(msg=str(err), user_msg=str(err))
+            if not no_results(err):
+                raise UpstreamError(user_msg=str(err))
+        if len(_LIVE) >= _LIVE_MAX:
+            _LIVE.pop(next(iter(_LIVE)))
+        _LIVE[url] = (time_module.monotonic(), value)
+        return value
+
+    def request_url(self, bbox=None, datetime_=None, properties=()) -> str:
+        """The tabledap .nc request for an OGC API query."""
+        from providers.query import time_range
+        if bbox and len(bbox) != 4:
+            raise ProviderInvalidQueryError(user_msg='bbox needs 4 numbers here')
+        rng = time_range(datetime_)
+        period = [None if t is None else repr(pd.Timestamp(t).timestamp()) for t in rng] \
+            if rng else None
+        extra = [f'{k}={v}' if _is_number(v) and self.fields.get(k, {}).get('type') != 'string'
+                 else f'{k}="{v}"' for k, v in properties]
+        return self.server + tabledap_request(
+            self.dataset, self.opts.get('variables') or (),
+            [_num(v) for v in bbox] if bbox else None, period, self.opts.get('constraints'),
+            extra + list(self.opts.get('extra') or ()))
+
+    def _features(self, url) -> list[dict]:
+        def parse(body):
+            frame, _, _ = tabledap_frame(body, 'nc')
+            out = []
+            for row in frame.to_dict('records'):
+                props = {k: _jsonable(v) for k, v in row.items()}
+                fid = hashlib.sha1(json.dumps(props, sort_keys=True).encode()).hexdigest()[:16]
+                out.append({'type': 'Feature', 'id': fid, 'properties': props,
+                            'geometry': {'type': 'Point', 'coordinates': [
+                                props.get('longitude'), props.get('latitude')]}})
+            return out
+        return self._cached(url, parse) or []
+
+    def query(self, offset=0, limit=10, resulttype='results', bbox=[], datetime_=None,
+              properties=[], sortby=[], select_properties=[], skip_geometry=False, q=None,
+              filterq=None, **kwargs):
+        if sortby or filterq is not None or q:
+            raise ProviderInvalidQueryError(
+                user_msg='sortby, filter and q are not passed on to ERDDAP here')
+        feats = self._features(self.request_url(bbox, datetime_, properties))
+        page = [] if resulttype == 'hits' else feats[offset:offset + limit]
+        if select_properties or skip_geometry:
+            page = [dict(f, geometry=None if skip_geometry else f['geometry'],
+                         properties={k: v for k, v in f['properties'].items()
+                                     if not select_properties or k in select_properties})
+                    for f in page]
+        return {'type': 'FeatureCollection', 'features': page, 'numberMatched': len(feats),
+                'numberReturned': len(page)}
+
+    def get(self, identifier, **kwargs):
+        for _, value in list(_LIVE.values()):
+            for f in value if isinstance(value, list) else ():
+                if f['id'] == str(identifier):
+                    return f
+        raise ProviderItemNotFoundError(
+            msg='not in a held answer', user_msg=f'no item {identifier!r} in the answers held '
+            'here: query the collection first (ERDDAP rows have no identifiers)')

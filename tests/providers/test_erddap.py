@@ -399,3 +399,93 @@ def test_gdal_and_owslib_read_the_collections(server):
     assert out.returncode == 0, out.stderr
     assert f'Feature Count: {n}' in out.stdout
     assert 'temp_qc: String' in out.stdout and 'temp: Real' in out.stdout
+
+
+# --- live pass-through (providers.erddap.TabledapFeatures) -----------------------------------
+LIVE_BLOCK = """resources:
+  erddap-live-reference:
+    type: collection
+    title: Argo reference data (live from ERDDAP)
+    description: test collection answered live by a tabledap dataset
+    keywords: [ERDDAP]
+    links: []
+    extents:
+      spatial: {{bbox: [-180, -90, 180, 90], crs: http://www.opengis.net/def/crs/OGC/1.3/CRS84}}
+    providers:
+      - type: feature
+        name: providers.erddap.TabledapFeatures
+        data: {data}
+        id_field: id
+        time_field: time
+        options:
+          variables: [cycle_number, latitude, longitude, platform_number, pres, psal, ptmp, temp, time]
+          constraints: {{pres: [0, 10.0]}}
+          extra: ['latitude!=NaN', 'longitude!=NaN', 'distinct()', 'orderBy("time,pres")']
+  erddap-live-down:
+    type: collection
+    title: an ERDDAP that does not answer
+    description: test collection whose server is down
+    keywords: [ERDDAP]
+    links: []
+    extents:
+      spatial: {{bbox: [-180, -90, 180, 90], crs: http://www.opengis.net/def/crs/OGC/1.3/CRS84}}
+    providers:
+      - type: feature
+        name: providers.erddap.TabledapFeatures
+        data: {down}
+        id_field: id
+        options: {{timeout: 5, variables: [latitude, longitude, time]}}
+"""
+
+
+@pytest.fixture(scope='module')
+def live_server(tmp_path_factory, live_hosts):
+    from serverkit import REPO, free_port
+    home = tmp_path_factory.mktemp('erdlive') / 'home'
+    home.mkdir(parents=True)
+    text = (REPO / 'pygeoapi-config.yml').read_text()
+    assert text.count('\nresources:\n') == 1
+    block = LIVE_BLOCK.format(
+        data=live_hosts['erddap.ifremer.fr'] + 'tabledap/ArgoFloats-reference',
+        down=f'http://127.0.0.1:{free_port()}/erddap/tabledap/nothing')
+    cfg = home / 'config.yml'
+    cfg.write_text(text.replace('\nresources:\n', '\n' + block, 1))
+    with start_server(home, config_path=cfg) as s:
+        yield s
+
+
+def test_live_pass_through_sends_the_recorded_request_and_pages(live_server):
+    """bbox + datetime make exactly the request argopy recorded; the answer is paged."""
+    url = f'{live_server.url}/collections/erddap-live-reference/items'
+    q = {'bbox': '-25,36,-10,40', 'datetime': '2018-01-01T00:00:00Z/2019-01-01T00:00:00Z'}
+    with xr.open_dataset(ERD / 'ifremer_tabledap_ArgoFloats-reference_box.nc') as ds:
+        frame = ds.to_dataframe().reset_index(drop=True)
+    first = requests.get(url, params={**q, 'limit': 100}, timeout=60).json()
+    second = requests.get(url, params={**q, 'limit': 200, 'offset': 100}, timeout=60).json()
+    assert first['numberMatched'] == second['numberMatched'] == len(frame)
+    feats = first['features'] + second['features']
+    assert len(feats) == len(frame) and len({f['id'] for f in feats}) == len(frame)
+    for f, (_, row) in zip(feats, frame.iterrows()):
+        assert f['geometry']['coordinates'] == pytest.approx([row.longitude, row.latitude])
+        assert f['properties']['temp'] == pytest.approx(row.temp)
+        assert f['properties']['time'] == row.time.strftime('%Y-%m-%dT%H:%M:%SZ')
+    one = requests.get(f"{url}/{feats[5]['id']}", timeout=30)
+    assert one.status_code == 200 and one.json()['properties'] == feats[5]['properties']
+    from owslib.ogcapi.features import Features
+    got = Features(live_server.url).collection_items(
+        'erddap-live-reference', limit=10, bbox=[-25, 36, -10, 40], datetime=q['datetime'])
+    assert [f['id'] for f in got['features']] == [f['id'] for f in feats[:10]]
+
+
+def test_live_pass_through_errors_are_problem_json(live_server):
+    base = f'{live_server.url}/collections'
+    for path, params, status in (
+            ('erddap-live-reference/items', {'bbox': '1,2'}, 400),
+            ('erddap-live-reference/items', {'sortby': 'temp'}, 400),
+            # a request the server does not know: a plain 404 upstream, not "no results"
+            ('erddap-live-reference/items', {'bbox': '0,0,1,1'}, 502),
+            ('erddap-live-down/items', {}, 502)):
+        r = requests.get(f'{base}/{path}', params=params, timeout=60)
+        assert r.status_code == status, r.text
+        assert r.headers['Content-Type'].startswith('application/problem+json')
+        assert r.json()['detail']
