@@ -1,4 +1,5 @@
-"""OGC API - Coverages for gridded NetCDF (ERDDAP griddap bathymetry, DIVAnd climatologies).
+"""OGC API - Coverages for gridded NetCDF (ERDDAP griddap bathymetry, DIVAnd climatologies)
+and GeoTIFF (WCS GetCoverage answers: one field per band, nodata as missing, EPSG:4326).
 
 pygeoapi's stock xarray provider ignores a bbox alone, rejects `...Z` times and fails on a
 single instant, so this one selects index ranges itself: bbox or `subset=lon(a:b)`/`lat(..)`/
@@ -27,6 +28,7 @@ CRS84 = 'http://www.opengis.net/def/crs/OGC/1.3/CRS84'
 ALIASES = {'x': ('lon', 'long', 'longitude', 'x'), 'y': ('lat', 'latitude', 'y'),
            'z': ('depth', 'z', 'elevation_level'), 't': ('time', 't')}
 KEEP_ENCODING = ('dtype', '_FillValue', 'scale_factor', 'add_offset', 'units', 'calendar')
+RASTER_SUFFIXES = ('.tif', '.tiff')
 
 
 class Unavailable(ProviderGenericError):
@@ -49,7 +51,7 @@ class Grid:
     fields: dict
 
 
-_GRIDS: dict[str, tuple[tuple, Grid]] = {}
+_GRIDS: dict[tuple, tuple[tuple, Grid]] = {}
 _LOCK = threading.Lock()
 
 
@@ -70,19 +72,50 @@ def _role(name: str, var) -> str | None:
     return None
 
 
-def open_grid(path: str) -> Grid | None:
-    """The cached Grid of a file, None if the file is absent; reopened when it changes."""
+def raster_dataset(path: str, bands: tuple = ()) -> xr.Dataset:
+    """A GeoTIFF as a lon/lat dataset: one variable per band (named by `bands`, else by the
+    band description, else band_N), nodata as NaN, coordinates at pixel centres."""
+    import rasterio
+    with rasterio.open(path) as src:
+        if src.crs is None or src.crs.to_epsg() != 4326:
+            raise Unavailable(user_msg=f'the GeoTIFF is not in EPSG:4326 ({src.crs})')
+        t = src.transform
+        if t.b or t.d:
+            raise Unavailable(user_msg='the GeoTIFF grid is rotated')
+        lon = t.c + t.a * (np.arange(src.width) + 0.5)
+        lat = t.f + t.e * (np.arange(src.height) + 0.5)
+        data = src.read(masked=True)
+        names = [(bands[i] if i < len(bands) else None) or src.descriptions[i] or f'band_{i + 1}'
+                 for i in range(src.count)]
+        out = xr.Dataset(coords={
+            'lat': ('lat', lat, {'units': 'degrees_north', 'standard_name': 'latitude'}),
+            'lon': ('lon', lon, {'units': 'degrees_east', 'standard_name': 'longitude'})})
+        for i, name in enumerate(names):
+            band = data[i].astype('f4' if data.dtype.itemsize <= 4 else 'f8').filled(np.nan)
+            out[name] = (('lat', 'lon'), band, {'long_name': name, 'units': src.units[i] or ''})
+        out.attrs = {'source': os.path.basename(path), 'crs': 'EPSG:4326'}
+    return out
+
+
+def open_grid(path: str, bands: tuple = ()) -> Grid | None:
+    """The cached Grid of a file, None if the file is absent; reopened when it changes.
+    `bands` names the bands of a GeoTIFF (it has no variable names of its own)."""
     try:
         st = os.stat(path)
     except OSError:
         return None
     key = (st.st_mtime_ns, st.st_size)
     with _LOCK:
-        cached = _GRIDS.get(path)
+        cached = _GRIDS.get((path, tuple(bands)))
         if cached and cached[0] == key:
             return cached[1]
         try:
-            ds = xr.open_dataset(path)
+            if path.lower().endswith(RASTER_SUFFIXES):
+                ds = raster_dataset(path, tuple(bands))
+            else:
+                ds = xr.open_dataset(path)
+        except Unavailable:
+            raise
         except Exception as err:   # a corrupt file is a server-side problem, said plainly
             raise Unavailable(user_msg=f'the grid file cannot be read: {type(err).__name__}')
         axes = {}
@@ -100,7 +133,7 @@ def open_grid(path: str) -> Grid | None:
         grid = Grid(ds, axes, fields)
         if cached:
             cached[1].ds.close()
-        _GRIDS[path] = (key, grid)
+        _GRIDS[(path, tuple(bands))] = (key, grid)
         return grid
 
 
@@ -136,12 +169,13 @@ def _step(values: np.ndarray) -> float | None:
 
 
 class GridCoverage(BaseProvider):
-    """Coverage provider for one gridded NetCDF file (`data`); option `max_cells` caps answers."""
+    """Coverage provider for one gridded NetCDF or GeoTIFF file (`data`); option `max_cells`
+    caps answers, option `bands` names a GeoTIFF's bands."""
 
     def __init__(self, provider_def):
         super().__init__(provider_def)
         self.max_cells = int((self.options or {}).get('max_cells', 5_000_000))
-        self.grid = open_grid(str(self.data))
+        self.grid = open_grid(str(self.data), tuple((self.options or {}).get('bands') or ()))
         if self.grid is None:
             self.axes = [n for r in 'xyzt' for n in ALIASES[r]]
             self._coverage_properties = {'width': 0, 'height': 0, 'resx': None, 'resy': None}
@@ -336,7 +370,7 @@ def catalogue(config: dict) -> tuple[list[dict], list[dict]]:
         tmin, tmax = (((res.get('extents') or {}).get('temporal') or {}).get('interval')
                       or [[None, None]])[0]
         try:
-            grid = open_grid(path)
+            grid = open_grid(path, tuple((prov.get('options') or {}).get('bands') or ()))
         except Unavailable:    # unreadable now: listed with the config's extent
             grid = None
         if grid is not None:
@@ -370,6 +404,9 @@ def register_catalogue(db_url: str, config: dict) -> None:
         with eng.begin() as conn:
             store.delete(conn, store.COLLECTION, store.COLLECTION.c.type == 'coverage')
             store.upsert(conn, store.COLLECTION, colls)
+            harvested = set(conn.execute(sa.select(store.BDI.c.name).where(
+                store.BDI.c.last_harvest.isnot(None))).scalars())
+            bdis = [b for b in bdis if b['name'] not in harvested]   # keep a harvest's row
             conn.execute(store.BDI.delete().where(
                 store.BDI.c.name.in_([b['name'] for b in bdis])))
             if bdis:
@@ -387,8 +424,9 @@ def register(app, api, settings) -> None:
     from vre.errors import BAD_REQUEST, APIError
 
     register_catalogue(settings.index_db_url, api.config)
-    from providers import coverage_view
+    from providers import basemap, coverage_view
     coverage_view.register(app, api, settings)
+    basemap.register(app, api, settings)
 
     @app.before_request
     def _coverage_bbox():

@@ -28,7 +28,8 @@ def _grid(cid: str, defs: dict):
     from providers.coverage import open_grid
     if cid not in defs:
         raise APIError(404, NOT_FOUND, f'no gridded collection "{cid}"')
-    grid = open_grid(str(defs[cid]['data']))
+    grid = open_grid(str(defs[cid]['data']),
+                     tuple((defs[cid].get('options') or {}).get('bands') or ()))
     if grid is None:
         raise APIError(503, 'http://www.opengis.net/def/exceptions/ogcapi-common-1/1.0/'
                        'unavailable', f'the grid of "{cid}" is not on this server')
