@@ -232,7 +232,7 @@ class IcosMarineConnector(Connector):
             f"{interval.get('start', '')}".strip()
         return {'title': title, 'pid': meta.get('pid'), 'doi': meta.get('doi'),
                 'hash': meta.get('hash'), 'fileName': meta.get('fileName'),
-                'size': meta.get('size'), 'accessUrl': meta.get('accessUrl'),
+                'object_size': meta.get('size'), 'accessUrl': meta.get('accessUrl'),
                 'landing_page': f'https://{META_HOST}/objects/{object_id}',
                 'specification': (spec.get('self') or {}).get('label'),
                 'format': (spec.get('format') or {}).get('label'),
