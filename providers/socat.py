@@ -541,7 +541,8 @@ class SocatConnector(Connector):
             expo = ref.meta['expocode']
             df = df[df['expocode'] == expo]
             ds = datasets.get(expo) or {}
-            doi = ds.get('DOI') or next(iter(df['doi'].dropna()), None) if 'doi' in df else None
+            doi = ds.get('DOI') or (next(iter(df['doi'].dropna()), None)
+                                    if 'doi' in df.columns else None)
             info = {'expocode': expo, 'ship': ds.get('Platform Name'),
                     'cruise_qc': ds.get('QC Flag') or next(iter(df['cruise_qc'].dropna()), None),
                     'pi': [p.strip() for p in (ds.get('Principal Investigator(s)') or '')
