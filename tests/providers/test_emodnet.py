@@ -255,8 +255,9 @@ def test_netcdf_output_read_by_gdal(server, tmp_path):
     bbox = (1.02, 40.52, 3.03, 42.03)
     out = tmp_path / 'cal.nc'
     out.write_bytes(cov(server, CAL, bbox=','.join(map(str, bbox)), f='netcdf').content)
-    info = json.loads(subprocess.run(['gdalinfo', '-json', '-stats', f'NETCDF:{out}:relative_error'],
-                                     capture_output=True, text=True, check=True).stdout)
+    info = json.loads(subprocess.run(
+        ['gdalinfo', '-json', '-stats', f'NETCDF:{out}:relative_error'],
+        capture_output=True, text=True, check=True).stdout)
     want, xs, ys = rasterio_window(BIO_TIF, 2, bbox)
     assert info['size'] == [xs.size, ys.size]
     band = info['bands'][0]
