@@ -7,7 +7,9 @@ ERDDAP protocol, not a dataset. Configuration (`vre: bdis: erddap:` in pygeoapi-
     url: URL         the default server when `servers` is absent
     servers:         - url: https://erddap.ifremer.fr/erddap/
                        name: ifremer             (optional; default: the host name)
-                       search: Argo              (optional: search/index.csv?searchFor=...)
+                       search: Argo              (search/index.csv?searchFor=..., the form
+                                                  erddapy sends and the mirror records; same
+                                                  table as search/index.json)
                        catalogue: true           (info/index.json; default when nothing else)
                        datasets: [ArgoFloats]    (info/<id>/index.json of each)
                        requests:                 (granules: paths below url, or parts to build)
@@ -420,7 +422,8 @@ class ErddapConnector(Connector):
             d.update(title=row.get('Title'), summary=row.get('Summary'),
                      institution=row.get('Institution'),
                      protocol='griddap' if row.get('griddap') else 'tabledap',
-                     page=(row.get('griddap') or row.get('tabledap') or '') + '.html')
+                     page=(row.get('griddap') or row.get('tabledap') or '') + '.html'
+                     if row.get('griddap') or row.get('tabledap') else None)
 
     def _info(self, source, server: Server, ds: str) -> None:
         d = self._dataset(server, ds)
