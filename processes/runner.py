@@ -201,8 +201,9 @@ class JobRunner:
                 {out_name: {'transmissionMode': 'reference'}}, sub,
                 {'output_tier': 'volatile',
                  'output_folder': f"jobs/{row['job_id']}/nested-{counter[0]}"})[out_name]
-            href, digest, size = stored['href'], stored['sha256'], result.path.stat().st_size
-            ctx.local[href] = result.path
+            local = Path(stored['path'])          # the tier took the file over
+            href, digest, size = stored['href'], stored['sha256'], local.stat().st_size
+            ctx.local[href] = local
             value = {'href': href, 'type': media}
         else:
             data = json.dumps(result.value, sort_keys=True).encode()
@@ -312,7 +313,7 @@ class JobRunner:
                     path = workdir / (name + ('.json' if 'json' in media else '.txt'))
                     data = json.dumps(out.value) if 'json' in media else str(out.value)
                     path.write_text(data)
-                href, digest = self._to_tier(row, name, path, media, target)
+                href, digest, path = self._to_tier(row, name, path, media, target)
                 results[name] = {'href': href, 'type': media, 'path': str(path)}
                 if digest:
                     results[name]['sha256'] = digest      # the tier hashed it while storing
@@ -333,12 +334,13 @@ class JobRunner:
         return results
 
     def _to_tier(self, row, name: str, path: Path, media: str,
-                 target: dict) -> tuple[str, str | None]:
-        """(URL, SHA-256) of a file output stored in the tier the request chose."""
+                 target: dict) -> tuple[str, str | None, Path]:
+        """(URL, SHA-256, local file) of a file output stored in the tier the request chose;
+        a local tier takes the file over (renamed, not copied): the local file is then its."""
         tier_name = target.get('output_tier') or 'volatile'
         owner = row['owner']
         if self.tiers is None:
-            return f"{self.base_url}/jobs/{row['job_id']}/outputs/{name}", None
+            return f"{self.base_url}/jobs/{row['job_id']}/outputs/{name}", None, path
         if tier_name != 'volatile' and owner is None:
             raise InputError(f'output_tier={tier_name} needs a signed-in user; anonymous jobs '
                              'write to the volatile tier')
@@ -347,12 +349,12 @@ class JobRunner:
         tier = self.tiers.get(tier_name)
         try:
             stored = tier.put(owner or 'anonymous', f'{folder}/{path.name}', path,
-                              media_type=media, author=owner,
+                              media_type=media, author=owner, move=True,
                               meta={'provenance': f"{self.base_url}/jobs/{row['job_id']}"})
         except StorageError as err:
             raise InputError(f'output "{name}" could not be stored in the {tier_name} tier: '
                              f'{err}') from None
-        return tier.url_for(stored), stored.sha256
+        return tier.url_for(stored), stored.sha256, stored.local or path
 
 
 def _sha256(result: dict) -> str:

@@ -54,6 +54,7 @@ class StoredFile:
     codec: str | None = None
     stored_size: int | None = None
     token: str | None = field(default=None, repr=False)   # volatile capability, never stored
+    local: Path | None = field(default=None, repr=False)  # its file, on the local tiers
 
     @classmethod
     def from_row(cls, row: FileRow, token: str | None = None) -> 'StoredFile':
@@ -68,7 +69,7 @@ class StoredFile:
         return self.path.rsplit('/', 1)[-1]
 
     def to_dict(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if v is not None and k != 'token'}
+        d = {k: v for k, v in asdict(self).items() if v is not None and k not in ('token', 'local')}
         d['type'] = 'file'
         return d
 
@@ -108,10 +109,39 @@ class _Source:
             self.fh.close()
 
 
+def move_local(src: Path, target: Path, room: int | None = None, limit: int | None = None,
+               what: str = '') -> tuple[int, str] | None:
+    """Rename a disposable file (a job's output) to `target` after hashing it: the bytes are
+    read once and never written again. None when they are on another filesystem."""
+    size = os.stat(src).st_size
+    if room is not None and size > room:
+        raise QuotaExceeded(f'{size} bytes exceed the quota of {what}; nothing stored')
+    if limit is not None and size > limit:
+        raise TooLarge(f'the file is larger than the {limit} bytes allowed')
+    h = hashlib.sha256()
+    with open(src, 'rb') as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+        os.fsync(fh.fileno())
+    try:
+        os.replace(src, target)
+    except OSError as err:
+        if err.errno == errno.EXDEV:
+            return None
+        raise
+    return size, h.hexdigest()
+
+
 def write_local(src, target: Path, room: int | None = None, limit: int | None = None,
-                expected: int | None = None, what: str = '') -> tuple[int, str]:
+                expected: int | None = None, what: str = '', move: bool = False
+                ) -> tuple[int, str]:
     """Stream `src` to `target` atomically (temp name, fsync, rename); (size, sha256).
-    `room` is the quota left, `limit` the request size limit; nothing stays on failure."""
+    `room` is the quota left, `limit` the request size limit; nothing stays on failure.
+    `move`: src is a path that may be renamed into place instead of copied."""
+    if move and isinstance(src, (str, os.PathLike)):
+        moved = move_local(Path(src), target, room, limit, what)
+        if moved is not None:
+            return moved
     tmp = target.parent / f'.vre-tmp-{uuid.uuid4().hex}'
     h, size = hashlib.sha256(), 0
     try:
@@ -244,7 +274,8 @@ class Workspace(Tier):
 
     # -- the interface ---------------------------------------------------------------------
     def put(self, owner, path, src, media_type=None, meta=None, author=None,
-            expected_size=None, limit=None) -> StoredFile:
+            expected_size=None, limit=None, move=False) -> StoredFile:
+        """`move` is taken as a hint by the local tiers; replicas are always copies."""
         path = clean_path(path, allow_root=False)
         meta = _meta(meta)
         self._check_parents(owner, path)
@@ -525,7 +556,7 @@ class Dataspace(Tier):
         return total
 
     def put(self, owner, path, src, media_type=None, meta=None, author=None,
-            expected_size=None, limit=None) -> StoredFile:
+            expected_size=None, limit=None, move=False) -> StoredFile:
         target = self.local_path(owner, path, allow_root=False)
         rel = clean_path(path)
         meta = _meta(meta)
@@ -540,7 +571,8 @@ class Dataspace(Tier):
             target.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             raise Conflict(f'a parent of {rel} is a file, not a folder') from None
-        size, sha = write_local(src, target, room, limit, expected_size, f'dataspace/{owner}')
+        size, sha = write_local(src, target, room, limit, expected_size, f'dataspace/{owner}',
+                                move)
         row = FileRow(tier=self.name, owner=owner, path=rel, version=1, size=size,
                       sha256=sha, media_type=guess_type(rel, media_type),
                       author=author or owner, created=time.time(), **meta)
@@ -548,7 +580,9 @@ class Dataspace(Tier):
             s.execute(FileRow.__table__.delete().where(
                 FileRow.tier == self.name, FileRow.owner == owner, FileRow.path == rel))
             s.add(row)
-        return StoredFile.from_row(row)
+        stored = StoredFile.from_row(row)
+        stored.local = target
+        return stored
 
     def stat(self, owner, path, version=None) -> StoredFile:
         p = self.local_path(owner, path)
@@ -628,7 +662,7 @@ class Volatile(Tier):
         return self.cfg.volatile_root / key[:2] / key
 
     def put(self, owner, path, src, media_type=None, meta=None, author=None,
-            expected_size=None, limit=None, ttl: int | None = None) -> StoredFile:
+            expected_size=None, limit=None, ttl: int | None = None, move=False) -> StoredFile:
         name = clean_path(path or 'file', allow_root=False).rsplit('/', 1)[-1]
         meta = _meta(meta)
         ttl = self.cfg.default_ttl if ttl is None else int(ttl)
@@ -638,7 +672,8 @@ class Volatile(Tier):
         key = self._key(token)
         target = self._file(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        size, sha = write_local(src, target, None, limit, expected_size, 'the volatile tier')
+        size, sha = write_local(src, target, None, limit, expected_size, 'the volatile tier',
+                                move)
         now = time.time()
         row = FileRow(tier=self.name, owner=owner, path=key, version=1, size=size,
                       sha256=sha, media_type=guess_type(name, media_type),
@@ -646,7 +681,9 @@ class Volatile(Tier):
                       blob=name, **meta)   # blob holds the display name here
         with self.cat.session() as s, s.begin():
             s.add(row)
-        return self._stored(row, token)
+        stored = self._stored(row, token)
+        stored.local = target
+        return stored
 
     def _stored(self, row, token=None) -> StoredFile:
         f = StoredFile.from_row(row, token=token)
