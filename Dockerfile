@@ -4,7 +4,7 @@
 FROM python:3.11-slim
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends redis-server libexpat1 \
+ && apt-get install -y --no-install-recommends redis-server libexpat1 libjs-leaflet \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/vre
@@ -14,6 +14,7 @@ COPY processes ./processes
 COPY providers ./providers
 COPY wps ./wps
 COPY storage ./storage
+COPY templates ./templates
 RUN pip install --no-cache-dir -e '.[postgresql]'
 
 ENV VRE_HOME=/data \
