@@ -10,6 +10,7 @@ SOCAT .tab, SOCAT Upload Dashboard CSV, SOCAT synthesis/enhanced TSV, ICOS OTC C
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -42,9 +43,31 @@ def _column(columns, *patterns, what='fCO2'):
     raise InputError(f'data: no {what} column (looked for {patterns})')
 
 
+def _features(text: str) -> pd.DataFrame:
+    """GeoJSON points of our socat-fco2 / icos-marine-fco2 collections (a collection input):
+    `fCO2` (µatm at SST), its WOCE flag `woce_flag` (SOCAT) or `fCO2_QC` (ICOS)."""
+    try:
+        feats = json.loads(text).get('features')
+    except (ValueError, AttributeError):
+        feats = None
+    if not isinstance(feats, list):
+        raise InputError('data: JSON that is not a GeoJSON FeatureCollection')
+    rows = [(f.get('properties') or {}, (f.get('geometry') or {}).get('coordinates') or
+             [None, None]) for f in feats if isinstance(f, dict)]
+    if rows and not any('fCO2' in p for p, _ in rows):
+        raise InputError('data: the features have no fCO2 property (give socat-fco2 or '
+                         'icos-marine-fco2 items)')
+    column = lambda values: pd.Series(values, dtype=object)  # noqa: E731
+    return _frame(column([p.get('time') for p, _ in rows]), column([c[1] for _, c in rows]),
+                  column([c[0] for _, c in rows]), column([p.get('fCO2') for p, _ in rows]),
+                  column([p.get('woce_flag') or p.get('fCO2_QC') or GOOD for p, _ in rows]))
+
+
 def read_fco2(path: Path) -> pd.DataFrame:
     """time, lat, lon, fco2 (µatm at SST, wet), flag (WOCE) from any supported layout."""
     text = path.read_bytes().decode('utf-8', errors='replace')
+    if text.lstrip().startswith('{'):
+        return _features(text)
     lines = text.splitlines()
     if lines and lines[0].startswith('/*'):                          # PANGAEA .tab
         end = next((i for i, ln in enumerate(lines) if ln.strip() == '*/'), None)
@@ -56,13 +79,19 @@ def read_fco2(path: Path) -> pd.DataFrame:
                        r'fCO2water_SST_wet \[µatm\]')
         return _frame(df['Date/Time'], df['Latitude'], df['Longitude'], df[fco2],
                       df['Flag [#]'] if 'Flag [#]' in df else GOOD)
-    header = next((i for i, ln in enumerate(lines[:500])
-                   if ln.startswith(('Expocode,', 'Expocode\t', 'Date/Time,'))), None)
+    # the data header: a SOCAT data report opens with a table of its datasets whose header
+    # starts with Expocode too, so the one naming an fCO2 column wins
+    starts = [i for i, ln in enumerate(lines[:5000])
+              if ln.startswith(('Expocode,', 'Expocode\t', 'Date/Time,'))]
+    header = next((i for i in starts if 'fCO2' in lines[i]), starts[0] if starts else None)
     if header is None:
         raise InputError('data: not a SOCAT (.tab, dashboard CSV, synthesis TSV) or ICOS '
                          'OTC CSV file')
     sep = '\t' if '\t' in lines[header] else ','
-    df = pd.read_csv(io.StringIO('\n'.join(lines[header:])), sep=sep, low_memory=False)
+    try:
+        df = pd.read_csv(io.StringIO('\n'.join(lines[header:])), sep=sep, low_memory=False)
+    except (pd.errors.ParserError, ValueError) as err:
+        raise InputError(f'data: the table does not parse: {err}'.strip()) from None
     cols = list(df.columns)
     if 'DATE_UTC__ddmmyyyy' in df:                                   # SOCAT dashboard CSV
         time = pd.to_datetime(df['DATE_UTC__ddmmyyyy'].astype(str).str.zfill(8) + ' '
@@ -135,7 +164,9 @@ class FCO2TrendProcess(VREProcess):
                    'href': 'https://socat.info', 'hreflang': 'en'}],
         'inputs': {
             'data': {'title': 'fCO2 files', 'description': 'SOCAT or ICOS OTC files, by '
-                                                           'reference; several are pooled.',
+                                                           'reference, or the collections '
+                                                           'socat-fco2 / icos-marine-fco2 of '
+                                                           'this server; several are pooled.',
                      'schema': {'type': 'string', 'contentEncoding': 'binary',
                                 'contentMediaType': 'text/tab-separated-values'},
                      'minOccurs': 1, 'maxOccurs': 'unbounded'},

@@ -26,8 +26,9 @@ def bdi_table(db_url: str) -> list[dict]:
         per_coll = dict(conn.execute(sa.select(G.c.collection, sa.func.count())
                                      .group_by(G.c.collection)).all())
         issues = dict(conn.execute(sa.select(I.c.bdi, sa.func.count()).group_by(I.c.bdi)).all())
-        colls = conn.execute(sa.select(C.c.bdi, C.c.id, C.c.title, C.c.extra)).all()
-        rows = conn.execute(sa.select(B).order_by(B.c.name)).mappings().all()
+        colls = sorted(conn.execute(sa.select(C.c.bdi, C.c.id, C.c.title, C.c.extra)).all(),
+                       key=lambda c: (c.bdi, c.id))     # one order whatever the collation
+        rows = sorted(conn.execute(sa.select(B)).mappings().all(), key=lambda r: r['name'])
     out = []
     for r in rows:
         files = json.loads(r['report'] or '{}').get('files')   # grid files served as they are

@@ -41,3 +41,11 @@ def run_harvest(home: Path, *args: str, extra_env: dict | None = None) -> dict:
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
+
+
+def get_json(server, path: str, **params):
+    """GET a path of a running server; asserts 200 and answers the JSON."""
+    import requests
+    r = requests.get(f'{server.url}{path}', params=params, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()

@@ -27,7 +27,7 @@ from providers.base import GranuleError, HttpSource, MirrorSource
 from providers.ecotaxa import EcotaxaConnector
 from providers.harvest import harvest_one
 
-from bdi_samples import BDI_DATA, run_harvest
+from bdi_samples import BDI_DATA, run_harvest, get_json as get
 from serverkit import start_server
 
 ECO = BDI_DATA / 'ecotaxa'
@@ -355,12 +355,6 @@ def eco_server(tmp_path_factory, bdi_data):
     with start_server(home, extra_env={'VRE_BDI_MIRROR': str(bdi_data)}) as server:
         server.harvest_report = report
         yield server
-
-
-def get(server, path, **params):
-    r = requests.get(f'{server.url}{path}', params=params, timeout=60)
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def test_served_occurrences_against_pandas(eco_server):

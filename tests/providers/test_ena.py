@@ -26,7 +26,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from bdi_samples import BDI_DATA, run_harvest
+from bdi_samples import BDI_DATA, run_harvest, get_json as get
 from providers import store
 from providers.base import HttpSource, MirrorSource
 from providers.ena import EnaConnector, marine_of, read_browser_xml, read_portal
@@ -375,12 +375,6 @@ def ena_server(tmp_path_factory):
     with start_server(home) as server:
         server.harvest_report = report
         yield server
-
-
-def get(server, path, **params):
-    r = requests.get(f'{server.url}{path}', params=params, timeout=60)
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def fixture_positions() -> dict:

@@ -18,7 +18,7 @@ import requests
 import sqlalchemy as sa
 import xarray as xr
 
-from bdi_samples import BDI_DATA, run_harvest
+from bdi_samples import BDI_DATA, run_harvest, get_json as get
 from serverkit import start_server
 
 from providers import store
@@ -287,12 +287,6 @@ def server(tmp_path_factory, bdi_data):
     with start_server(home, extra_env={'VRE_BDI_MIRROR': str(bdi_data)}) as s:
         s.harvest_report = report
         yield s
-
-
-def get(server, path, **params):
-    r = requests.get(f'{server.url}{path}', params=params, timeout=60)
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def test_features_are_the_rows_of_the_tabledap_files(server):

@@ -20,7 +20,7 @@ from providers.base import HttpSource, MirrorSource
 from providers.harvest import harvest_one
 from providers.icos import IcosMarineConnector, read_otc_csv
 
-from bdi_samples import BDI_DATA, run_harvest
+from bdi_samples import BDI_DATA, run_harvest, get_json as get
 from fco2_samples import SOCAT_TAB, build_mirror, landing_page, object_id, serve_tree
 from serverkit import start_server
 
@@ -183,12 +183,6 @@ def server(tmp_path_factory, bdi_data):
     run_harvest(home, 'icos-marine', '--mirror', str(mirror))
     with start_server(home) as srv:
         yield srv
-
-
-def get(server, path, **params):
-    r = requests.get(f'{server.url}{path}', params=params, timeout=60)
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def test_features_are_the_samples(server):

@@ -11,18 +11,12 @@ import numpy as np
 import pytest
 import requests
 
-from bdi_samples import BDI_DATA
+from bdi_samples import BDI_DATA, get_json as get
 from test_seadatanet import gregorian, odv_rows
 
 SDN = BDI_DATA / 'seadatanet'
 CTD = SDN / 'netcdf/netCDF_vertical_profiles_ctd.nc'
 XBT = SDN / 'netcdf/netCDF_vertical_profiles_xbt_with_fall_rate_and_instruments.nc'
-
-
-def get(server, path, **params):
-    r = requests.get(f'{server.url}{path}', params=params, timeout=60)
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def instances_on_disk():

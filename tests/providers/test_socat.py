@@ -19,10 +19,10 @@ from providers.base import GranuleError, HttpSource, MirrorSource
 from providers.harvest import harvest_one
 from providers.socat import SocatConnector, read_pangaea
 
-from bdi_samples import BDI_DATA, run_harvest
+from bdi_samples import BDI_DATA, run_harvest, get_json as get
 from fco2_samples import (SOCAT_TAB, SYNTHESIS_DATASETS, SYNTHESIS_ROWS, build_mirror,
                           serve_tree, synthesis_tsv)
-from serverkit import start_server
+from serverkit import serve_folder, start_server
 
 BAG = BDI_DATA / 'socat/WFCH20220615_submission'
 TAB_ID = 'socat-26NA20050107_CO2_underway_SOCATv3'
@@ -209,12 +209,6 @@ def server(tmp_path_factory, bdi_data):
         yield srv
 
 
-def get(server, path, **params):
-    r = requests.get(f'{server.url}{path}', params=params, timeout=60)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
 def test_features_are_the_samples(server):
     _, rows = tab_rows()
     got = get(server, '/collections/socat-fco2/items', granule=TAB_ID, limit=1000)
@@ -328,3 +322,31 @@ def test_gdal_and_owslib_read_the_collections(server):
                           f'OAPIF:{server.url}/collections/socat-fco2'],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.count('POINT (') == 2, out.stderr
+
+
+def test_fco2_trend_reads_the_collection_as_it_reads_the_files(server, tmp_path):
+    """fco2-trend given the socat-fco2 collection (Part 3 collection input) answers as when
+    it is given the cruise files themselves by reference; QC-flag-E cruises, which the
+    connector leaves out, lie outside the regions compared."""
+    regions = {'nuka-arctica': [-43.5, 59, -31, 60.2], 'svalbard': [9, 78, 34, 81],
+               'greenwich': [-1, 49.9, 1, 50.5]}
+    mirror = build_mirror(tmp_path / 'mirror') / 'socat'
+
+    def trend(data):
+        r = requests.post(f'{server.url}/processes/fco2-trend/execution', json={
+            'inputs': {'data': data, 'regions': regions}}, timeout=300)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    got = trend({'collection': f'{server.url}/collections/socat-fco2'})
+    with serve_folder(mirror) as url:
+        want = trend([{'href': f'{url}/{p.relative_to(mirror)}'} for p in (
+            mirror / 'pangaea_socatv3/26NA20050107_CO2_underway_SOCATv3.tab',
+            mirror / 'WFCH20220615_submission/WFCH20220615.csv',
+            mirror / 'synthesis/SOCATv2024_fixture.tsv')])
+    assert set(got) == set(want) == set(regions)
+    for name in regions:
+        assert got[name]['n'] == want[name]['n'] > 0
+        assert got[name]['mean_fco2'] == pytest.approx(want[name]['mean_fco2'], rel=1e-9)
+        if want[name]['trend'] is not None:
+            assert got[name]['trend'] == pytest.approx(want[name]['trend'], rel=1e-6)
