@@ -11,7 +11,9 @@ import json
 import sqlite3
 
 from sqlalchemy import (JSON, Column, DateTime, Float, Integer, MetaData, String, Table, Text,
-                        create_engine, event, select, update, delete, func, and_, or_)
+                        bindparam, create_engine, event, select, update, delete, func, and_,
+                        or_)
+from sqlalchemy.sql import ClauseElement
 
 metadata = MetaData()
 
@@ -80,6 +82,27 @@ def get_engine(url: str):
     return engine
 
 
+# The hot statements are built once: building and keying a statement per call cost more
+# than running it (a job is claimed, finished and read several times per round trip).
+_GET = select(jobs).where(jobs.c.job_id == bindparam('_id'))
+_UPDATES: dict[tuple, object] = {}
+_INCREMENTS = {'attempts': jobs.c.attempts + 1}     # the only SQL expression values in use
+
+
+def _update_statement(keys: tuple, exprs: tuple, guarded: bool):
+    """UPDATE jobs SET <keys> [, <expr keys>] WHERE job_id = :_id [AND status IN :_states]."""
+    key = (keys, exprs, guarded)
+    stmt = _UPDATES.get(key)
+    if stmt is None:
+        stmt = update(jobs).where(jobs.c.job_id == bindparam('_id'))
+        if guarded:
+            stmt = stmt.where(jobs.c.status.in_(bindparam('_states', expanding=True)))
+        stmt = stmt.values({**{k: bindparam(f'v_{k}', type_=jobs.c[k].type) for k in keys},
+                            **{k: _INCREMENTS[k] for k in exprs}})
+        _UPDATES[key] = stmt
+    return stmt
+
+
 class JobStore:
     """CRUD and the queries OGC API - Processes job lists need."""
 
@@ -93,18 +116,24 @@ class JobStore:
 
     def get(self, job_id: str) -> dict | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).mappings().first()
+            row = conn.execute(_GET, {'_id': job_id}).mappings().first()
         return self._row(row) if row else None
 
     def update(self, job_id: str, only_if_status=None, **values) -> bool:
         """Update a job; with only_if_status, only while it is in one of those states
         (so a finished or dismissed job is never brought back by a late writer)."""
         values.setdefault('updated', utcnow())
-        stmt = update(jobs).where(jobs.c.job_id == job_id)
+        exprs = tuple(sorted(k for k, v in values.items() if isinstance(v, ClauseElement)))
+        if any(k not in _INCREMENTS or not values[k].compare(_INCREMENTS[k]) for k in exprs):
+            raise ValueError(f'SQL expressions other than {list(_INCREMENTS.values())}')
+        keys = tuple(sorted(k for k in values if k not in exprs))
+        stmt = _update_statement(keys, exprs, bool(only_if_status))
+        params = {f'v_{k}': values[k] for k in keys}
+        params['_id'] = job_id
         if only_if_status:
-            stmt = stmt.where(jobs.c.status.in_(list(only_if_status)))
+            params['_states'] = list(only_if_status)
         with self.engine.begin() as conn:
-            done = conn.execute(stmt.values(**values)).rowcount > 0
+            done = conn.execute(stmt, params).rowcount > 0
         if done and values.get('status') in FINAL:
             self.on_final(job_id)
         return done
