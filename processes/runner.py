@@ -80,8 +80,9 @@ PAGE = 1000
 
 class JobRunner:
     def __init__(self, manager: CeleryJobManager, base_url: str, max_input_bytes: int,
-                 tiers=None):
+                 tiers=None, resources: dict | None = None):
         self.manager = manager
+        self.resources = resources or {}   # the config's collections: local grid files
         self.base_url = base_url.rstrip('/')
         self.max_input_bytes = max_input_bytes
         self.tiers = tiers          # storage.tiers.Tiers: where outputs by reference go
@@ -227,7 +228,7 @@ class JobRunner:
 
     def _collection(self, name, schema, value, ctx):
         """A collection of this server as a file: NetCDF from its coverage when the input
-        takes NetCDF and the collection has one, else all its items as one GeoJSON."""
+        takes NetCDF or the collection has no items, else all its items as one GeoJSON."""
         url = str(value['collection']).split('?')[0].rstrip('/')
         if not url.startswith(f'{self.base_url}/collections/'):
             raise InputError(f'input "{name}": {url} is not a collection of this server')
@@ -239,11 +240,29 @@ class JobRunner:
             raise InputError(f'input "{name}": {url} answered HTTP {doc.status_code}')
         rels = {link.get('rel', '').rsplit('/', 1)[-1] for link in doc.json().get('links', [])}
         wants_netcdf = 'netcdf' in json.dumps(schema).lower()
-        if wants_netcdf and 'coverage' in rels:
-            return {'href': f'{url}/coverage?f=netcdf'}   # read (and recorded) by input_file
+        if 'coverage' in rels and (wants_netcdf or 'items' not in rels):
+            href = f'{url}/coverage?f=netcdf'
+            local = self._grid_file(url.rsplit('/', 1)[-1])
+            if local is not None:       # the grid file itself, read in place: no copy
+                ctx.local[href] = local
+                ctx.used.append({'href': href, 'sha256': _file_sha256(local),
+                                 'bytes': local.stat().st_size,
+                                 'mediaType': 'application/x-netcdf'})
+            return {'href': href}      # else read (and recorded) by input_file
         if 'items' not in rels:
             raise InputError(f'input "{name}": {url} has neither items nor a coverage')
         return self._items_file(name, url, value, ctx)
+
+    def _grid_file(self, collection: str) -> Path | None:
+        """The NetCDF file a GridCoverage collection serves, when this worker sees it (same
+        host or shared disk); a worker elsewhere reads the coverage over HTTP."""
+        for prov in (self.resources.get(collection) or {}).get('providers') or []:
+            if prov.get('type') == 'coverage' and \
+                    prov.get('name') == 'providers.coverage.GridCoverage':
+                path = Path(str(prov.get('data')))
+                if path.suffix in ('.nc', '.nc4', '.cdf') and path.is_file():
+                    return path
+        return None
 
     def _items_file(self, name, url, value, ctx):
         params = {'f': 'json', 'limit': PAGE}
@@ -355,6 +374,22 @@ class JobRunner:
             raise InputError(f'output "{name}" could not be stored in the {tier_name} tier: '
                              f'{err}') from None
         return tier.url_for(stored), stored.sha256, stored.local or path
+
+
+_FILE_SHA256: dict[tuple, str] = {}
+
+
+def _file_sha256(path: Path) -> str:
+    """SHA-256 of a grid file for provenance, hashed once per file version per process."""
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _FILE_SHA256:
+        digest = hashlib.sha256()
+        with open(path, 'rb') as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        _FILE_SHA256[key] = digest.hexdigest()
+    return _FILE_SHA256[key]
 
 
 def _sha256(result: dict) -> str:

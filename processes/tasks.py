@@ -20,7 +20,7 @@ def _runner():
     config = load_config(settings)
     manager = get_manager(config)
     return JobRunner(manager, settings.url, settings.max_body_bytes * 10,
-                     tiers=open_tiers(settings, config))
+                     tiers=open_tiers(settings, config), resources=config.get('resources'))
 
 
 @celery_app.task(name='processes.tasks.run_job', ignore_result=True)  # the job store has it

@@ -176,3 +176,25 @@ def test_coverage_collection_input_as_netcdf(obis_server, static_server):
         masks.append(xr.open_dataset(io.BytesIO(r.content))['mask'].values)
     assert 0 < masks[0].mean() < 1
     np.testing.assert_array_equal(masks[0], masks[1])
+
+
+def test_coverage_collection_is_read_in_place_with_its_checksum(obis_server, static_server,
+                                                               bdi_data):
+    """subset of a grid collection reads the collection's own file where the worker sees it
+    (no download of the whole grid): the cut equals the cut of the same file by reference, and
+    the provenance records the file's own SHA-256 under the collection's coverage URL."""
+    grid = bdi_data / 'erddap/coastwatch_griddap_GEBCO_2020_subset.nc'
+    cuts, jobs = [], []
+    for data in ({'href': f'{static_server}/erddap/coastwatch_griddap_GEBCO_2020_subset.nc'},
+                 {'collection': f'{obis_server.url}/collections/bathymetry-gebco-2020'}):
+        r = execute(obis_server, 'subset', {'inputs': {'data': data, 'bbox': [90, -66, 100, -60]},
+                                            'response': 'document'})
+        assert r.status_code == 200, r.text
+        nc = requests.get(r.json()['subset']['href']).content
+        cuts.append(xr.open_dataset(io.BytesIO(nc), engine='h5netcdf')['elevation'].values)
+        jobs.append(r.headers['Location'])
+    np.testing.assert_array_equal(cuts[0], cuts[1])
+    assert cuts[1].size > 100
+    prov = requests.get(f'{jobs[1]}/prov').text
+    assert hashlib.sha256(grid.read_bytes()).hexdigest() in prov
+    assert 'collections/bathymetry-gebco-2020/coverage' in prov
