@@ -95,11 +95,11 @@ def order(server, ids: list[str], tier: str) -> float:
     r.raise_for_status()
     jid = r.json()['jobID']
     requests.post(f'{server.url}/jobs/{jid}/results', headers=auth, timeout=600).raise_for_status()
-    while True:
-        doc = requests.get(f'{server.url}/jobs/{jid}', headers=auth, timeout=60).json()
+    while True:     # the server answers as soon as the job ends (Prefer: wait, RFC 7240)
+        doc = requests.get(f'{server.url}/jobs/{jid}', timeout=120,
+                           headers={**auth, 'Prefer': 'wait=60'}).json()
         if doc['status'] in ('successful', 'failed'):
             break
-        time.sleep(0.05)
     elapsed = time.perf_counter() - t0
     if doc['status'] != 'successful':
         raise SystemExit(f'order failed: {doc["message"]}')
