@@ -376,3 +376,16 @@ class BiologyConnector(_OwsConnector):
     license = 'CC-BY 4.0 (EMODnet Biology products; see each layer\'s metadata)'
     citation = 'EMODnet Biology, VLIZ (https://emodnet.ec.europa.eu/en/biology); cite each product'
     capabilities = {'wfs': 'biology_wfs_GetCapabilities_2.0.0.xml'}
+
+
+class ChemistryOwsConnector(_OwsConnector):
+    """EMODnet Chemistry's GeoServer: the WCS coverages and WFS feature types behind its
+    products and observation layers (the ISO product records and their NetCDF files are
+    providers/emodnet_chemistry.py). The same GeoServer stack as Biology and Bathymetry."""
+    name = 'emodnet-chemistry-ows'
+    title = 'EMODnet Chemistry (WCS/WFS layers)'
+    default_url = 'https://geoserver.emodnet-chemistry.eu/geoserver/emodnet/'
+    license = 'CC-BY 4.0'
+    citation = 'EMODnet Chemistry (https://emodnet.ec.europa.eu/en/chemistry); cite each product'
+    capabilities = {'wcs': 'wcs_GetCapabilities_2.0.1.xml',
+                    'wfs': 'wfs_GetCapabilities_2.0.0.xml'}

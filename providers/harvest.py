@@ -24,11 +24,15 @@ CONNECTORS = [
     'providers.seadatanet:SeaDataNetConnector',
     'providers.obis:ObisConnector',
     'providers.obis:EurobisConnector',
-    'providers.socat:SocatConnector', 'providers.icos:IcosMarineConnector',
+    'providers.socat:SocatConnector',
+    'providers.icos:IcosMarineConnector',
     'providers.ecotaxa:EcotaxaConnector',
     'providers.ena:EnaConnector',
-    'providers.emodnet:BathymetryConnector', 'providers.emodnet:BiologyConnector',
-    'providers.emodnet_chemistry:EmodnetChemistryConnector', 'providers.emodnet_chemistry:SeaDataNetProductsConnector',  # noqa: E501
+    'providers.emodnet:BathymetryConnector',
+    'providers.emodnet:BiologyConnector',
+    'providers.emodnet:ChemistryOwsConnector',
+    'providers.emodnet_chemistry:EmodnetChemistryConnector',
+    'providers.emodnet_chemistry:SeaDataNetProductsConnector',
     'providers.erddap:ErddapConnector',
 ]
 

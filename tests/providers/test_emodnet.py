@@ -407,3 +407,55 @@ def test_harvest_over_http_stores_the_coverages_in_the_mirror(tmp_path, live, mi
         cj = cov(s, CAL, bbox='0,39.97,5.1,45').json()
         want, _, _ = rasterio_window(BIO_TIF, 2, (0, 39.97, 5.1, 45))
         np.testing.assert_array_equal(values(cj, 'relative_error'), want)
+
+
+class ChemistryGeoServer(http.server.BaseHTTPRequestHandler):
+    """EMODnet Chemistry's GeoServer at its live paths (/geoserver/emodnet/{wcs,wfs}). No answer
+    of it is recorded offline (emodnet-chemistry/SOURCE.md: "responses in OGC formats identical
+    to ../emodnet-wcs-wfs/"), so it answers with real GeoServer documents of the same stack:
+    the Bathymetry WCS 2.0.1 and the Biology WFS 2.0.0 capabilities. NOT Chemistry content."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        q = {k.lower(): v for k, v in
+             (p.split('=', 1) for p in urlsplit(self.path).query.split('&') if '=' in p)}
+        path = urlsplit(self.path).path
+        body = None
+        if q.get('request') == 'GetCapabilities' and path == '/geoserver/emodnet/wcs':
+            body = (BDI_DATA / 'emodnet-bathymetry/wcs_GetCapabilities_2.0.1.xml').read_bytes()
+        elif q.get('request') == 'GetCapabilities' and path == '/geoserver/emodnet/wfs':
+            body = WFS_CAPS.read_bytes()
+        self.send_response(200 if body else 404)
+        self.send_header('Content-Length', str(len(body or b'')))
+        self.end_headers()
+        self.wfile.write(body or b'')
+
+
+def test_chemistry_geoserver_layers_are_level1_collections(tmp_path, bdi_data):
+    ns = {'wcs': 'http://www.opengis.net/wcs/2.0', 'wfs': 'http://www.opengis.net/wfs/2.0'}
+    wcs = etree.parse(str(bdi_data / 'emodnet-bathymetry/wcs_GetCapabilities_2.0.1.xml'))
+    wfs = etree.parse(str(WFS_CAPS))
+    want = ({c.text.replace(':', '-') for c in wcs.findall('.//wcs:CoverageId', ns)}
+            | {f.text.replace(':', '-') for f in wfs.findall('.//wfs:FeatureType/wfs:Name', ns)})
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), ChemistryGeoServer)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f'http://127.0.0.1:{httpd.server_address[1]}/geoserver/emodnet/'
+    home = tmp_path / 'home'
+    home.mkdir()
+    try:
+        report = run_harvest(home, 'emodnet-chemistry-ows', '--url',
+                             f'emodnet-chemistry-ows={base}')['emodnet-chemistry-ows']
+    finally:
+        httpd.shutdown()
+    assert not report.get('error') and report['skipped'] == []
+    import sqlite3
+    with sqlite3.connect(home / 'index.sqlite') as db:
+        got = {r[0] for r in db.execute(
+            "SELECT id FROM collection WHERE bdi = 'emodnet-chemistry-ows'")}
+    assert got == {f'emodnet-chemistry-ows-{w}' for w in want} and len(want) > 40
+    kept = home / 'mirror/emodnet-chemistry-ows'
+    assert (kept / 'wfs_GetCapabilities_2.0.0.xml').read_bytes() == WFS_CAPS.read_bytes()
+    again = run_harvest(home, 'emodnet-chemistry-ows', '--mirror', str(home / 'mirror'))
+    assert again['emodnet-chemistry-ows']['skipped'] == []
