@@ -46,6 +46,7 @@ class _IndexProvider(BaseProvider):
         self.bdi = self.opts.get('bdi') or provider_def.get('bdi')
         self.engine = store.engine(self.data)
         self.sqlite = store.is_sqlite(self.engine)
+        self.postgis = store.has_postgis(self.engine)
         self.cols = {k: (self.table.c[c], t) for k, (c, t) in self.field_map.items()}
         self._fields = self.get_fields()   # pygeoapi reads .fields for queryables and sortby
 
@@ -64,7 +65,7 @@ class _IndexProvider(BaseProvider):
         if bbox:
             if len(bbox) not in (4, 6):
                 raise bad('bbox needs 4 or 6 numbers')
-            where.append(store.bbox_clause(self.table, bbox, self.sqlite))
+            where.append(store.bbox_clause(self.table, bbox, self.sqlite, self.postgis))
         rng = time_range(datetime_)
         if rng:
             where.append(self._time_clause(rng))
@@ -83,8 +84,11 @@ class _IndexProvider(BaseProvider):
                 for c in self._text_columns()]))
         if filterq is not None:
             where.append(CQL({k: v for k, v in self.cols.items()},
-                             lambda b: store.bbox_clause(self.table, b, self.sqlite),
-                             self._time_col())(filterq))
+                             lambda b: store.bbox_clause(self.table, b, self.sqlite,
+                                                         self.postgis),
+                             self._time_col(),
+                             lambda p, g: store.spatial_clause(self.table, p, g, self.engine)
+                             )(filterq))
         return sa.and_(*where) if where else sa.true()
 
     def _order(self, sortby):

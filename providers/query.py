@@ -95,10 +95,11 @@ def coerce(value, kind: str):
 class CQL:
     """pygeofilter AST -> SQLAlchemy clause over mapped columns (bound parameters only)."""
 
-    def __init__(self, fields: dict, bbox_clause, time_col):
+    def __init__(self, fields: dict, bbox_clause, time_col, spatial=None):
         self.fields = fields              # public name -> (column, type)
         self.bbox_clause = bbox_clause    # callable([minx, miny, maxx, maxy]) -> clause
         self.time_col = time_col
+        self.spatial = spatial            # callable(predicate, shapely geometry) -> clause
 
     def col(self, node):
         if not isinstance(node, ast.Attribute):
@@ -149,27 +150,47 @@ class CQL:
             return col.isnot(None) if node.not_ else col.is_(None)
         if isinstance(node, ast.BBox):
             return self.bbox_clause([node.minx, node.miny, node.maxx, node.maxy])
-        if isinstance(node, (ast.GeometryIntersects, ast.GeometryWithin)):
-            return self.bbox_clause(self._rectangle(node.rhs))
+        if isinstance(node, ast.SpatialComparisonPredicate):
+            return self._spatial(node)
         if isinstance(node, ast.TemporalPredicate):
             return self._temporal(node)
         raise bad(f'unsupported filter operation: {type(node).__name__}')
 
+    # the predicate seen from the other side: S_CONTAINS(POLYGON(...), geometry) = within
+    CONVERSE = {'within': 'contains', 'contains': 'within'}
+
+    def _spatial(self, node):
+        """S_INTERSECTS / S_WITHIN / S_CONTAINS / S_DISJOINT (and the other comparisons) of the
+        features' geometry with any geometry of the filter, tested exactly by the store."""
+        pred = node.op.value.lower()
+        lhs, rhs = node.lhs, node.rhs
+        if not isinstance(lhs, ast.Attribute) and isinstance(rhs, ast.Attribute):
+            lhs, rhs, pred = rhs, lhs, self.CONVERSE.get(pred, pred)
+        if not isinstance(lhs, ast.Attribute) or isinstance(rhs, ast.Attribute):
+            raise bad('a spatial predicate compares the geometry with a literal geometry')
+        geom = self.geometry(rhs)
+        if self.spatial is None:
+            raise bad('spatial predicates are not supported on this collection')
+        return self.spatial(pred, geom)
+
     @staticmethod
-    def _rectangle(geom):
-        """Point data meets a rectangle exactly by its bounds; other shapes are refused."""
+    def geometry(value):
+        """The shapely geometry of a filter literal (WKT or GeoJSON, already parsed into
+        pygeofilter values); anything unreadable, empty or invalid is a 400."""
+        import shapely
         from shapely.geometry import box, shape
-        if isinstance(geom, values.Envelope):
-            return [geom.x1, geom.y1, geom.x2, geom.y2]
         try:
-            shp = shape(geom.geometry if hasattr(geom, 'geometry') else geom)
-        except Exception:
-            raise bad('unreadable geometry in filter') from None
-        if shp.geom_type == 'Point':
-            return list(shp.bounds)
-        if not shp.equals(box(*shp.bounds)):
-            raise bad('spatial filters accept a point, an envelope or a rectangle polygon')
-        return list(shp.bounds)
+            if isinstance(value, values.Envelope):
+                geom = box(value.x1, value.y1, value.x2, value.y2)
+            else:
+                geom = shape(value.geometry if hasattr(value, 'geometry') else value)
+        except Exception as err:
+            raise bad(f'unreadable geometry in filter: {err}') from None
+        if geom.is_empty:
+            raise bad('empty geometry in filter')
+        if not geom.is_valid:
+            raise bad(f'invalid geometry in filter: {shapely.is_valid_reason(geom)}')
+        return geom
 
     def _temporal(self, node):
         col = self.col(node.lhs)[0] if isinstance(node.lhs, ast.Attribute) else self.time_col
