@@ -143,7 +143,7 @@ def _post(server, coll, body, **params):
 
 
 @pytest.mark.parametrize('coll', COLLS)
-def test_cql2_json_multipolygon_and_bbox(bdi_server, coll):
+def test_cql2_json_multipolygon(bdi_server, coll):
     shapes = _shapes(bdi_server, coll)
     pts = _points(shapes)
     n = max(1, len(pts) // 5)
