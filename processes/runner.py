@@ -232,6 +232,13 @@ class JobRunner:
         url = str(value['collection']).split('?')[0].rstrip('/')
         if not url.startswith(f'{self.base_url}/collections/'):
             raise InputError(f'input "{name}": {url} is not a collection of this server')
+        local = self._grid_file(url.rsplit('/', 1)[-1])
+        if local is not None:           # a grid file this worker sees: read in place
+            href = f'{url}/coverage?f=netcdf'
+            ctx.local[href] = local
+            ctx.used.append({'href': href, 'sha256': _file_sha256(local),
+                             'bytes': local.stat().st_size, 'mediaType': 'application/x-netcdf'})
+            return {'href': href}
         try:
             doc = requests.get(url, params={'f': 'json'}, timeout=30)
         except requests.RequestException as err:
@@ -241,14 +248,7 @@ class JobRunner:
         rels = {link.get('rel', '').rsplit('/', 1)[-1] for link in doc.json().get('links', [])}
         wants_netcdf = 'netcdf' in json.dumps(schema).lower()
         if 'coverage' in rels and (wants_netcdf or 'items' not in rels):
-            href = f'{url}/coverage?f=netcdf'
-            local = self._grid_file(url.rsplit('/', 1)[-1])
-            if local is not None:       # the grid file itself, read in place: no copy
-                ctx.local[href] = local
-                ctx.used.append({'href': href, 'sha256': _file_sha256(local),
-                                 'bytes': local.stat().st_size,
-                                 'mediaType': 'application/x-netcdf'})
-            return {'href': href}      # else read (and recorded) by input_file
+            return {'href': f'{url}/coverage?f=netcdf'}   # read (and recorded) by input_file
         if 'items' not in rels:
             raise InputError(f'input "{name}": {url} has neither items nor a coverage')
         return self._items_file(name, url, value, ctx)
