@@ -149,7 +149,7 @@ def test_collection_items_are_fetched_page_by_page(obis_server, tmp_path, monkey
     items = requests.get(f'{url}/items', params={'f': 'json', 'limit': 10000}).json()
     monkeypatch.setattr(runner, 'PAGE', 50)
     job = runner.JobRunner.__new__(runner.JobRunner)
-    job.base_url = obis_server.url
+    job.base_url, job.resources = obis_server.url, {}
     ctx = runner.ChainContext('t', None, tmp_path, 1 << 30, lambda p, m: None)
     value = job._collection('data', {'contentEncoding': 'binary'}, {'collection': url}, ctx)
     got = json.loads(ctx.input_file(value).read_text())['features']
