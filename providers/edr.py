@@ -45,6 +45,7 @@ class IndexEDR(BaseEDRProvider):
         self.tolerance = float(opts.get('tolerance', 0.5))
         self.engine = store.engine(self.data)
         self.sqlite = store.is_sqlite(self.engine)
+        self.postgis = store.has_postgis(self.engine)
         self._fields = self.get_fields()
 
     def get_fields(self):
@@ -97,7 +98,7 @@ class IndexEDR(BaseEDRProvider):
         if not bbox or len(bbox) not in (4, 6):
             raise bad('a bbox of 4 numbers is needed')
         where = [O.c.bdi == self.bdi, O.c.lon.isnot(None),
-                 store.bbox_clause(O, bbox, self.sqlite)]
+                 store.bbox_clause(O, bbox, self.sqlite, self.postgis)]
         if self.collection:
             where.append(O.c.collection == self.collection)
         rng = time_range(datetime_)

@@ -91,6 +91,8 @@ def register(app, api, settings) -> None:
             mimetype='application/json')
 
     app.register_blueprint(bp)
+    from providers.query import accept_cql2_text
+    accept_cql2_text()
     from providers import coverage
     coverage.register(app, api, settings)
     from providers import ecotaxa

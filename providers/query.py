@@ -208,3 +208,23 @@ class CQL:
                 type(node).__name__ == 'TimeIntersects':
             return instant_clause(col, (lo, hi))
         raise bad(f'unsupported temporal operation: {type(node).__name__}')
+
+
+def accept_cql2_text() -> None:
+    """pygeoapi 0.21 parses a GET `filter` as ECQL only, where the CQL2-text names of the
+    spatial predicates (S_INTERSECTS, S_WITHIN, ...) are a syntax error: read such a filter
+    with pygeofilter's CQL2-text parser when ECQL cannot. Called once when the app starts."""
+    from pygeoapi.api import itemtypes
+    from pygeofilter.parsers.cql2_text import parse as parse_cql2_text
+    ecql = itemtypes.parse_ecql_text
+    if getattr(ecql, 'reads_cql2_text', False):
+        return
+
+    def parse(text: str):
+        try:
+            return ecql(text)
+        except Exception:       # not ECQL: CQL2-text, or a mistake pygeoapi answers with 400
+            return parse_cql2_text(text)
+
+    parse.reads_cql2_text = True
+    itemtypes.parse_ecql_text = parse

@@ -232,3 +232,16 @@ def test_point_sanity(bdi_server):
     pid, pt = sorted(shapes.items())[-1]
     got = _filtered(bdi_server, 'argo-profiles', f'INTERSECTS(geometry, {wkt(pt)})')
     assert pid in got and all(shapes[i].equals(pt) for i in got)
+
+
+@pytest.mark.parametrize('coll', COLLS)
+def test_cql2_text_names_answer_as_ecql(bdi_server, coll):
+    """S_INTERSECTS / S_WITHIN (CQL2-text) in a GET filter answer as INTERSECTS / WITHIN."""
+    wedge = _wedge(_shapes(bdi_server, coll).values())
+    for ecql, cql2 in (('INTERSECTS', 'S_INTERSECTS'), ('WITHIN', 'S_WITHIN'),
+                       ('DISJOINT', 'S_DISJOINT')):
+        want = _filtered(bdi_server, coll, f'{ecql}(geometry, {wkt(wedge)})')
+        assert _filtered(bdi_server, coll, f'{cql2}(geometry, {wkt(wedge)})') == want
+    r = requests.get(f'{bdi_server.url}/collections/{coll}/items',
+                     params={'filter': 'S_INTERSECTS(geometry, POLYGON((0 0, 1 0'})
+    assert r.status_code == 400
