@@ -263,15 +263,17 @@ def bbox_clause(table: sa.Table, bbox, sqlite: bool, postgis: bool = False):
         env = f.ST_SetSRID(f.ST_Envelope(f.ST_MakeLine(f.ST_MakePoint(minx, miny),
                                                        f.ST_MakePoint(maxx, maxy))), 4326)
         return f.ST_Intersects(sa.literal_column(f'{table.name}.geom'), env)
-    if sqlite:
-        rt = sa.table(RTREES[table.name], *[sa.column(c) for c in
-                                           ('id', 'minx', 'maxx', 'miny', 'maxy')])
-        return table.c.rid.in_(sa.select(rt.c.id).where(
-            rt.c.maxx >= minx, rt.c.minx <= maxx, rt.c.maxy >= miny, rt.c.miny <= maxy))
     if 'lon' in table.c:
-        return sa.and_(table.c.lon.between(minx, maxx), table.c.lat.between(miny, maxy))
-    return sa.and_(table.c.maxx >= minx, table.c.minx <= maxx,
-                   table.c.maxy >= miny, table.c.miny <= maxy)
+        exact = sa.and_(table.c.lon.between(minx, maxx), table.c.lat.between(miny, maxy))
+    else:
+        exact = sa.and_(table.c.maxx >= minx, table.c.minx <= maxx,
+                        table.c.maxy >= miny, table.c.miny <= maxy)
+    if sqlite:      # the R*Tree finds the candidates; its float32 boxes are rounded outward,
+        rt = sa.table(RTREES[table.name], *[sa.column(c) for c in   # so test them exactly
+                                           ('id', 'minx', 'maxx', 'miny', 'maxy')])
+        return sa.and_(table.c.rid.in_(sa.select(rt.c.id).where(
+            rt.c.maxx >= minx, rt.c.minx <= maxx, rt.c.maxy >= miny, rt.c.miny <= maxy)), exact)
+    return exact
 
 
 # CQL2 spatial predicates: the row's geometry `pred` the query geometry (shapely / PostGIS names)

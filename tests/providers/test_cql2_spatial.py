@@ -245,3 +245,20 @@ def test_cql2_text_names_answer_as_ecql(bdi_server, coll):
     r = requests.get(f'{bdi_server.url}/collections/{coll}/items',
                      params={'filter': 'S_INTERSECTS(geometry, POLYGON((0 0, 1 0'})
     assert r.status_code == 400
+
+
+def test_sqlite_bbox_is_exact_at_the_edges(tmp_path):
+    """The R*Tree keeps float32 boxes rounded outward: a point 1e-7 degree outside a bbox
+    edge is a candidate there, and must still not match."""
+    import sqlalchemy as sa
+    from providers import store
+    eng = store.engine(f'sqlite:///{tmp_path}/index.sqlite')
+    rows = [{'id': i, 'bdi': 'x', 'collection': 'c', 'granule': 'g', 'lon': lon, 'lat': 5.0}
+            for i, lon in (('in', 10.0), ('out', 10.0000001))]
+    with eng.begin() as conn:
+        store.upsert(conn, store.OBSERVATION, rows)
+    O = store.OBSERVATION
+    with eng.connect() as conn:
+        got = conn.execute(sa.select(O.c.id).where(
+            store.bbox_clause(O, [0, 0, 10.0, 10], True))).scalars().all()
+    assert got == ['in']
