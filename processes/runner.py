@@ -256,13 +256,11 @@ class JobRunner:
     def _grid_file(self, collection: str) -> Path | None:
         """The NetCDF file a GridCoverage collection serves, when this worker sees it (same
         host or shared disk); a worker elsewhere reads the coverage over HTTP."""
-        for prov in (self.resources.get(collection) or {}).get('providers') or []:
-            if prov.get('type') == 'coverage' and \
-                    prov.get('name') == 'providers.coverage.GridCoverage':
-                path = Path(str(prov.get('data')))
-                if path.suffix in ('.nc', '.nc4', '.cdf') and path.is_file():
-                    return path
-        return None
+        from providers.coverage import grid_provider
+        prov = grid_provider(self.resources.get(collection))
+        path = Path(str(prov['data'])) if prov else None
+        return path if path and path.suffix in ('.nc', '.nc4', '.cdf') and path.is_file() \
+            else None
 
     def _items_file(self, name, url, value, ctx):
         params = {'f': 'json', 'limit': PAGE}

@@ -103,6 +103,8 @@ def _tile(path: str, bands: tuple, stamp: tuple, z: int, x: int, y: int) -> byte
 
 def register(app, api, settings) -> None:
     import os
+
+    from providers.coverage import grid_provider
     conf = api.config['server'].get('map') or {}
     leaflet = conf.get('leaflet') or LEAFLET
     if str(api.config['server'].get('templates', {}).get('path')) == \
@@ -116,12 +118,10 @@ def register(app, api, settings) -> None:
         if not 0 <= z <= MAX_ZOOM or not (0 <= x < 2 ** z and 0 <= y < 2 ** z):
             raise APIError(404, NOT_FOUND, f'no tile {z}/{x}/{y} (zoom 0..{MAX_ZOOM})')
         cid = conf.get('collection')
-        res = (api.config.get('resources') or {}).get(cid) or {}
-        prov = next((p for p in res.get('providers') or [] if p.get('type') == 'coverage'),
-                    None)
+        prov = grid_provider((api.config.get('resources') or {}).get(cid))
         if prov is None:
-            raise APIError(404, NOT_FOUND, 'no base map collection configured '
-                                           '(server: map: collection:)')
+            raise APIError(404, NOT_FOUND, 'no base map grid configured (server: map: '
+                                           'collection: names a GridCoverage collection)')
         path = str(prov['data'])
         bands = tuple((prov.get('options') or {}).get('bands') or ())
         try:

@@ -353,14 +353,20 @@ def _bdi_of(path: str, bdis: dict, default: str) -> tuple[str, dict]:
     return default, {}
 
 
+def grid_provider(resource: dict | None) -> dict | None:
+    """The GridCoverage provider definition of a configured collection, if it has one."""
+    return next((p for p in (resource or {}).get('providers') or []
+                 if p.get('type') == 'coverage' and p.get('name') == f'{__name__}.GridCoverage'),
+                None)
+
+
 def catalogue(config: dict) -> tuple[list[dict], list[dict]]:
     """(collection rows, BDI rows) of the configured grid collections, for level-1 search and
     /bdis: extents from the file when it is there, else from the config."""
     bdis = ((config.get('vre') or {}).get('bdis')) or {}
     colls, owners = [], {}
     for rid, res in (config.get('resources') or {}).items():
-        prov = next((p for p in res.get('providers') or [] if p.get('type') == 'coverage'
-                     and p.get('name') == f'{__name__}.GridCoverage'), None)
+        prov = grid_provider(res)
         if prov is None:
             continue
         path = str(prov['data'])

@@ -16,12 +16,9 @@ MAX_PIXELS = 800    # longest side of the map; larger grids are drawn with a str
 
 
 def _provider_defs(api) -> dict:
-    out = {}
-    for cid, res in (api.config.get('resources') or {}).items():
-        for p in res.get('providers') or []:
-            if p.get('type') == 'coverage' and p.get('name', '').endswith('GridCoverage'):
-                out[cid] = p
-    return out
+    from providers.coverage import grid_provider
+    resources = api.config.get('resources') or {}
+    return {cid: p for cid, p in ((c, grid_provider(r)) for c, r in resources.items()) if p}
 
 
 def _grid(cid: str, defs: dict):

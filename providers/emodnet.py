@@ -152,13 +152,9 @@ class _OwsConnector(Connector):
     capabilities: dict[str, str] = {}   # 'wcs'/'wfs' -> mirror file when not in MANIFEST.json
 
     # where requests are answered ------------------------------------------------------------
-    def _manifest(self, source: Source) -> dict | None:
-        if not isinstance(source, MirrorSource):
-            return None
-        try:
-            entries = json.loads(source.read('MANIFEST.json'))
-        except FileNotFoundError:
-            return {}
+    @staticmethod
+    def _files_of(entries: list[dict]) -> dict:
+        """request key -> mirror file of the recorded answers (MANIFEST.json entries)."""
         return {request_key(e['uri']): e['file'] for e in entries
                 if e.get('status', 200) == 200 and e.get('file')}
 
@@ -193,13 +189,14 @@ class _OwsConnector(Connector):
     # listing --------------------------------------------------------------------------------
     def granules(self, source: Source) -> list[GranuleRef]:
         self._listing_problems, self._rows, self._described = [], {}, {}
-        self._files = self._manifest(source) or {}
+        entries = self._entries(source) if isinstance(source, MirrorSource) else []
+        self._files = self._files_of(entries)
         if 'wcs' in self.capabilities:
             self._read_caps(source, WCS_CAPS, self.capabilities['wcs'], self._wcs_rows)
         if 'wfs' in self.capabilities:
             self._read_caps(source, WFS_CAPS, self.capabilities['wfs'], self._wfs_rows)
         if isinstance(source, MirrorSource):
-            wanted = [(self._relative(e['uri']), e['file']) for e in self._entries(source)
+            wanted = [(self._relative(e['uri']), e['file']) for e in entries
                       if self._is_granule(e['uri'])]
         else:
             wanted = [(c['request'], c.get('file')) for c in self.options.get('coverages') or []]

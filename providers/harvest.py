@@ -6,6 +6,7 @@ whose checksum changed. A granule that cannot be read is reported and skipped.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import json
@@ -37,8 +38,10 @@ CONNECTORS = [
 ]
 
 
+@functools.cache
 def connectors() -> dict[str, type[Connector]]:
-    """name -> connector class, in the order of CONNECTORS."""
+    """name -> connector class, in the order of CONNECTORS (read once: pygeoapi builds a
+    provider, which asks for them, on every request)."""
     out = {}
     for entry in CONNECTORS:
         module, cls = entry.split(':')

@@ -49,3 +49,18 @@ def get_json(server, path: str, **params):
     r = requests.get(f'{server.url}{path}', params=params, timeout=60)
     assert r.status_code == 200, r.text
     return r.json()
+
+
+def coverage(server, coll: str, **params):
+    """GET /collections/{coll}/coverage of a running server; asserts 200."""
+    import requests
+    r = requests.get(f'{server.url}/collections/{coll}/coverage', params=params, timeout=60)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def values(cj: dict, name: str):
+    """A CoverageJSON range as a float array of its shape (null as NaN)."""
+    import numpy as np
+    return np.array([np.nan if v is None else v for v in cj['ranges'][name]['values']],
+                    dtype='f8').reshape(cj['ranges'][name]['shape'])

@@ -23,7 +23,7 @@ import pytest
 import requests
 import xarray as xr
 
-from bdi_samples import BDI_DATA
+from bdi_samples import BDI_DATA, coverage, values
 from serverkit import start_server
 
 GEBCO = BDI_DATA / 'erddap/coastwatch_griddap_GEBCO_2020_subset.nc'
@@ -89,17 +89,6 @@ def clim_server(tmp_path_factory, clim_file, bdi_data):
     mirror = str(clim_file.parents[1])
     with start_server(home, extra_env={'VRE_BDI_MIRROR': mirror}) as server:
         yield server
-
-
-def coverage(server, coll, **params):
-    r = requests.get(f'{server.url}/collections/{coll}/coverage', params=params, timeout=60)
-    assert r.status_code == 200, r.text
-    return r
-
-
-def values(cj, name):
-    return np.array([np.nan if v is None else v for v in cj['ranges'][name]['values']],
-                    dtype='f8').reshape(cj['ranges'][name]['shape'])
 
 
 def span(coord: np.ndarray, lo, hi) -> slice:

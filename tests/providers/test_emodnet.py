@@ -31,7 +31,7 @@ import xarray as xr
 import yaml
 from lxml import etree
 
-from bdi_samples import BDI_DATA, run_harvest
+from bdi_samples import BDI_DATA, run_harvest, values, coverage as cov
 from serverkit import REPO, start_server
 
 BIO = BDI_DATA / 'emodnet-wcs-wfs'
@@ -131,17 +131,6 @@ def server(tmp_path_factory, mirror):
     with start_server(home, extra_env={'VRE_BDI_MIRROR': str(mirror)}) as s:
         s.report = report
         yield s
-
-
-def cov(server, coll, **params):
-    r = requests.get(f'{server.url}/collections/{coll}/coverage', params=params, timeout=60)
-    assert r.status_code == 200, r.text
-    return r
-
-
-def values(cj, name):
-    return np.array([np.nan if v is None else v for v in cj['ranges'][name]['values']],
-                    dtype='f8').reshape(cj['ranges'][name]['shape'])
 
 
 def rasterio_window(path: Path, band: int, bbox) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
