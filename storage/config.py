@@ -6,8 +6,16 @@ Keys read (all optional) under `vre: storage:`::
 
     catalogue: sqlite:///...          # SQLAlchemy URL of the file catalogue
     workspace: {sites: [dir or fsspec URL, ...], replicas: 2, compress_level: 3}
-    dataspace: {root: dir, quota: bytes}
-    volatile: {root: dir, max_ttl: seconds, default_ttl: seconds, purge_every: seconds}
+    dataspace: {root: dir, quota: bytes, fsync: false}
+    volatile: {root: dir, max_ttl: seconds, default_ttl: seconds, purge_every: seconds,
+               fsync: false}
+
+`fsync`: whether a file put in the tier is synced to disk before it is listed. The
+Workspace always syncs (it is the tier that keeps things). The Dataspace (fast scratch
+for notebooks, which write there without syncing either) and the Volatile tier (24 h)
+default to not waiting for the disk: a crash may lose their last seconds of writes, and a
+file whose size no longer matches its catalogue row is then reported lost, never served
+as the checksum it no longer has.
 """
 from __future__ import annotations
 
@@ -27,7 +35,9 @@ class StorageConfig:
     compress_level: int = 3
     dataspace_root: Path = Path()
     quota: int = TB
+    dataspace_fsync: bool = False
     volatile_root: Path = Path()
+    volatile_fsync: bool = False
     max_ttl: int = 24 * 3600
     default_ttl: int = 24 * 3600
     purge_every: float = 600
@@ -57,7 +67,9 @@ class StorageConfig:
             compress_level=int(ws.get('compress_level', 3)),
             dataspace_root=Path(ds.get('root') or root / 'dataspace'),
             quota=int(ds.get('quota', TB)),
+            dataspace_fsync=bool(ds.get('fsync', False)),
             volatile_root=Path(vo.get('root') or root / 'volatile'),
+            volatile_fsync=bool(vo.get('fsync', False)),
             max_ttl=max_ttl,
             default_ttl=min(int(vo.get('default_ttl', max_ttl)), max_ttl),
             purge_every=float(vo.get('purge_every', 600)),

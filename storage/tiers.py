@@ -110,36 +110,43 @@ class _Source:
 
 
 def move_local(src: Path, target: Path, room: int | None = None, limit: int | None = None,
-               what: str = '') -> tuple[int, str] | None:
+               what: str = '', fsync: bool = True, sha256: str | None = None
+               ) -> tuple[int, str] | None:
     """Rename a disposable file (a job's output) to `target` after hashing it: the bytes are
-    read once and never written again. None when they are on another filesystem."""
+    read once and never written again; not even once when the caller hashed them while
+    writing them (`sha256`). None when they are on another filesystem."""
     size = os.stat(src).st_size
     if room is not None and size > room:
         raise QuotaExceeded(f'{size} bytes exceed the quota of {what}; nothing stored')
     if limit is not None and size > limit:
         raise TooLarge(f'the file is larger than the {limit} bytes allowed')
-    h = hashlib.sha256()
-    with open(src, 'rb') as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-        os.fsync(fh.fileno())
+    if sha256 is None or fsync:
+        h = hashlib.sha256()
+        with open(src, 'rb') as fh:
+            if sha256 is None:
+                while chunk := fh.read(CHUNK):
+                    h.update(chunk)
+                sha256 = h.hexdigest()
+            if fsync:
+                os.fsync(fh.fileno())
     try:
         os.replace(src, target)
     except OSError as err:
         if err.errno == errno.EXDEV:
             return None
         raise
-    return size, h.hexdigest()
+    return size, sha256
 
 
 def write_local(src, target: Path, room: int | None = None, limit: int | None = None,
-                expected: int | None = None, what: str = '', move: bool = False
-                ) -> tuple[int, str]:
+                expected: int | None = None, what: str = '', move: bool = False,
+                fsync: bool = True, sha256: str | None = None) -> tuple[int, str]:
     """Stream `src` to `target` atomically (temp name, fsync, rename); (size, sha256).
     `room` is the quota left, `limit` the request size limit; nothing stays on failure.
-    `move`: src is a path that may be renamed into place instead of copied."""
+    `move`: src is a path that may be renamed into place instead of copied; `sha256` its
+    checksum when the caller knows it. `fsync=False` for tiers that do not wait for the disk."""
     if move and isinstance(src, (str, os.PathLike)):
-        moved = move_local(Path(src), target, room, limit, what)
+        moved = move_local(Path(src), target, room, limit, what, fsync, sha256)
         if moved is not None:
             return moved
     tmp = target.parent / f'.vre-tmp-{uuid.uuid4().hex}'
@@ -156,8 +163,9 @@ def write_local(src, target: Path, room: int | None = None, limit: int | None = 
                 out.write(chunk)
             if expected is not None and size != expected:
                 raise IncompleteUpload(f'received {size} of {expected} bytes; nothing stored')
-            out.flush()
-            os.fsync(out.fileno())
+            if fsync:
+                out.flush()
+                os.fsync(out.fileno())
         os.replace(tmp, target)
     except OSError as err:
         tmp.unlink(missing_ok=True)
@@ -274,8 +282,9 @@ class Workspace(Tier):
 
     # -- the interface ---------------------------------------------------------------------
     def put(self, owner, path, src, media_type=None, meta=None, author=None,
-            expected_size=None, limit=None, move=False) -> StoredFile:
-        """`move` is taken as a hint by the local tiers; replicas are always copies."""
+            expected_size=None, limit=None, move=False, sha256=None) -> StoredFile:
+        """`move` and `sha256` (the caller's checksum of a file it wrote) are taken as hints
+        by the local tiers; replicas are always copies, hashed as they are written."""
         path = clean_path(path, allow_root=False)
         meta = _meta(meta)
         self._check_parents(owner, path)
@@ -556,7 +565,7 @@ class Dataspace(Tier):
         return total
 
     def put(self, owner, path, src, media_type=None, meta=None, author=None,
-            expected_size=None, limit=None, move=False) -> StoredFile:
+            expected_size=None, limit=None, move=False, sha256=None) -> StoredFile:
         target = self.local_path(owner, path, allow_root=False)
         rel = clean_path(path)
         meta = _meta(meta)
@@ -572,7 +581,7 @@ class Dataspace(Tier):
         except (FileExistsError, NotADirectoryError):
             raise Conflict(f'a parent of {rel} is a file, not a folder') from None
         size, sha = write_local(src, target, room, limit, expected_size, f'dataspace/{owner}',
-                                move)
+                                move, self.cfg.dataspace_fsync, sha256)
         row = FileRow(tier=self.name, owner=owner, path=rel, version=1, size=size,
                       sha256=sha, media_type=guess_type(rel, media_type),
                       author=author or owner, created=time.time(), **meta)
@@ -662,7 +671,8 @@ class Volatile(Tier):
         return self.cfg.volatile_root / key[:2] / key
 
     def put(self, owner, path, src, media_type=None, meta=None, author=None,
-            expected_size=None, limit=None, ttl: int | None = None, move=False) -> StoredFile:
+            expected_size=None, limit=None, ttl: int | None = None, move=False,
+            sha256=None) -> StoredFile:
         name = clean_path(path or 'file', allow_root=False).rsplit('/', 1)[-1]
         meta = _meta(meta)
         ttl = self.cfg.default_ttl if ttl is None else int(ttl)
@@ -673,7 +683,7 @@ class Volatile(Tier):
         target = self._file(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         size, sha = write_local(src, target, None, limit, expected_size, 'the volatile tier',
-                                move)
+                                move, self.cfg.volatile_fsync, sha256)
         now = time.time()
         row = FileRow(tier=self.name, owner=owner, path=key, version=1, size=size,
                       sha256=sha, media_type=guess_type(name, media_type),
@@ -705,9 +715,13 @@ class Volatile(Tier):
     def open(self, token, path=None, version=None):
         row = self._row(token)
         try:
-            return open(self._file(row.path), 'rb')
+            fh = open(self._file(row.path), 'rb')
         except FileNotFoundError:
             raise Gone('this volatile file has expired') from None
+        if os.fstat(fh.fileno()).st_size != row.size:    # cut short by a crash (no fsync)
+            fh.close()
+            raise Gone('this volatile file was lost (the server stopped while storing it)')
+        return fh
 
     def list(self, owner, folder=''):
         raise NotFound('the volatile tier has no listing; files are reachable by URL only')

@@ -287,3 +287,32 @@ def test_copy_job_output_kept_as_local_file(tiers, tmp_path):
     with pytest.raises(NotFound):
         tiers.copy_to_workspace(alice, '/jobs/nope/outputs/ohc', 'nope.json')
     assert [e['path'] for e in tiers.workspace.list('alice')] == ['kept']
+
+
+def test_scratch_tiers_skip_fsync_and_report_a_cut_short_file_lost(tiers, tmp_path, monkeypatch):
+    """Dataspace and Volatile do not wait for the disk by default (the Workspace does, and
+    `fsync: true` makes them); a file cut short by a crash is then 'lost', not served."""
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, 'fsync', lambda fd: synced.append(fd) or real_fsync(fd))
+    out = tmp_path / 'job-output.nc'
+    out.write_bytes(b'x' * 1000)
+    known = hashlib.sha256(b'x' * 1000).hexdigest()
+    f = tiers.volatile.put('alice', 'out.nc', out, move=True, sha256=known)
+    assert not out.exists() and f.sha256 == known and synced == []
+    tiers.dataspace.put('alice', 'a.csv', CSV[:5000])
+    assert synced == []
+    tiers.workspace.put('alice', 'a.csv', CSV[:5000])
+    assert synced                                    # the replicas are synced
+    token = tiers.volatile.url_for(f).rsplit('/', 1)[1]
+    os.truncate(f.local, 10)                         # what a crash before writeback leaves
+    with pytest.raises(Gone, match='lost'):
+        tiers.volatile.open(token)
+
+    settings = Settings(home=tmp_path / 'b', config_path=tmp_path / 'b.yml')
+    durable = Tiers(StorageConfig.build(settings, {'vre': {'storage': {
+        'dataspace': {'fsync': True}, 'volatile': {'fsync': True}}}}))
+    synced.clear()
+    durable.dataspace.put('alice', 'a.csv', CSV)
+    durable.volatile.put('alice', 'a.csv', CSV)
+    assert len(synced) == 2
