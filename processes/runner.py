@@ -121,7 +121,8 @@ class JobRunner:
             target = {k: inputs.pop(k, None) for k in STORAGE_INPUTS}
             ctx = ChainContext(job_id=job_id, user=row['owner'], workdir=workdir,
                                max_input_bytes=self.max_input_bytes,
-                               report=self._reporter(job_id))
+                               report=self._reporter(job_id),
+                               store=lambda files: self._store_files(row, files, target))
             workdir.mkdir(parents=True, exist_ok=True)
             inputs = self._resolve(row, processor.metadata, inputs, ctx, [0])
             outputs = processor.run(inputs, ctx)
@@ -354,24 +355,45 @@ class JobRunner:
                  target: dict) -> tuple[str, str | None, Path]:
         """(URL, SHA-256, local file) of a file output stored in the tier the request chose;
         a local tier takes the file over (renamed, not copied): the local file is then its."""
-        tier_name = target.get('output_tier') or 'volatile'
-        owner = row['owner']
         if self.tiers is None:
             return f"{self.base_url}/jobs/{row['job_id']}/outputs/{name}", None, path
+        from storage.errors import StorageError
+        tier, folder, owner, meta = self._target_tier(row, target)
+        try:
+            stored = tier.put(owner or 'anonymous', f'{folder}/{path.name}', path,
+                              media_type=media, author=owner, move=True, meta=meta)
+        except StorageError as err:
+            raise InputError(f'output "{name}" could not be stored in the {tier.name} tier: '
+                             f'{err}') from None
+        return tier.url_for(stored), stored.sha256, stored.local or path
+
+    def _store_files(self, row, files: list, target: dict) -> list[dict]:
+        """Files a process delivers one by one, into the tier and folder the request chose
+        (`JobContext.store`)."""
+        if self.tiers is None:
+            raise InputError('this server has no storage tiers for the files of this job')
+        from storage.errors import StorageError
+        tier, folder, owner, meta = self._target_tier(row, target)
+        try:
+            stored = tier.put_many(owner or 'anonymous', [
+                (f'{folder}/{rel}', path, media, sha) for rel, path, media, sha in files],
+                author=owner, meta=meta)
+        except StorageError as err:
+            raise InputError(f'the files could not be stored in the {tier.name} tier: '
+                             f'{err}') from None
+        return [{'href': tier.url_for(f), 'path': str(f.local) if f.local else None,
+                 'sha256': f.sha256, 'size': f.size} for f in stored]
+
+    def _target_tier(self, row, target: dict):
+        """(tier, folder, owner, metadata) where this job's outputs by reference go."""
+        tier_name = target.get('output_tier') or 'volatile'
+        owner = row['owner']
         if tier_name != 'volatile' and owner is None:
             raise InputError(f'output_tier={tier_name} needs a signed-in user; anonymous jobs '
                              'write to the volatile tier')
-        from storage.errors import StorageError
         folder = (target.get('output_folder') or f"jobs/{row['job_id']}").strip('/')
-        tier = self.tiers.get(tier_name)
-        try:
-            stored = tier.put(owner or 'anonymous', f'{folder}/{path.name}', path,
-                              media_type=media, author=owner, move=True,
-                              meta={'provenance': f"{self.base_url}/jobs/{row['job_id']}"})
-        except StorageError as err:
-            raise InputError(f'output "{name}" could not be stored in the {tier_name} tier: '
-                             f'{err}') from None
-        return tier.url_for(stored), stored.sha256, stored.local or path
+        return (self.tiers.get(tier_name), folder, owner,
+                {'provenance': f"{self.base_url}/jobs/{row['job_id']}"})
 
 
 _FILE_SHA256: dict[tuple, str] = {}

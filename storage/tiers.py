@@ -212,6 +212,12 @@ class Tier:
     def url_for(self, f: StoredFile) -> str:
         return f'{self.cfg.base_url}/storage/{self.name}/{quote(f.owner)}/{quote(f.path)}'
 
+    def put_many(self, owner, files: list, author=None, meta=None) -> list[StoredFile]:
+        """Several disposable local files (path in the tier, local file, media type, known
+        SHA-256 or None), taken over as `put(move=True)` takes one."""
+        return [self.put(owner, path, src, media_type=media, meta=meta, author=author,
+                         move=True, sha256=sha) for path, src, media, sha in files]
+
 
 # --------------------------------------------------------------------------------------------
 class Workspace(Tier):
