@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -52,12 +53,35 @@ def _fix_chronological_julian(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def open_netcdf(path: Path, what: str = 'data') -> xr.Dataset:
-    """A lazily opened dataset (values are read only when selected), with times decoded."""
+KEEP_OPEN = 8     # files kept open per worker process (see open_netcdf)
+_KEPT: OrderedDict[tuple, xr.Dataset] = OrderedDict()
+
+
+def open_netcdf(path: Path, what: str = 'data', keep_open: bool = False) -> xr.Dataset:
+    """A lazily opened dataset (values are read only when selected), with times decoded.
+
+    `keep_open`: a file that many jobs read in place (a collection's grid) stays open in this
+    worker process for the next job, as a data server keeps its datasets open: opening a
+    NetCDF-4 file costs more than cutting a few MB out of it (netCDF-C reads the first 4 MiB
+    to find the format). Each call gets its own view; closing it leaves the file open. A new
+    version of the file (size or mtime) is opened anew."""
+    if keep_open:
+        st = path.stat()
+        key = (str(path), st.st_mtime_ns, st.st_size)
+        if key not in _KEPT:
+            _KEPT[key] = _open_netcdf(path, what, cache=False)  # cache=False: no value sticks
+            while len(_KEPT) > KEEP_OPEN:
+                _KEPT.popitem(last=False)[1].close()
+        _KEPT.move_to_end(key)
+        return _KEPT[key].copy()
+    return _open_netcdf(path, what)
+
+
+def _open_netcdf(path: Path, what: str, cache: bool = True) -> xr.Dataset:
     if not is_netcdf(path):
         raise InputError(f'{what}: not a NetCDF file')
     try:
-        ds = xr.open_dataset(path, decode_times=False, decode_timedelta=False)
+        ds = xr.open_dataset(path, decode_times=False, decode_timedelta=False, cache=cache)
         ds = xr.decode_cf(_fix_chronological_julian(ds), decode_timedelta=False)
     except Exception as err:
         raise InputError(f'{what}: not a readable NetCDF file ({type(err).__name__}: {err})')

@@ -270,7 +270,8 @@ class SubsetProcess(VREProcess):
         path = ctx.input_file(inputs['data'])
         ctx.progress(5, 'input read')
         if is_netcdf(path):
-            with open_netcdf(path, 'data') as ds:
+            # a file outside the job's folder is read in place (a collection): kept open
+            with open_netcdf(path, 'data', keep_open=not path.is_relative_to(ctx.workdir)) as ds:
                 axes = find_axes(ds)
                 ds = select_variables(ds, axes, variables)
                 sel = cut_dataset(ds, axes, box, t0, t1, z0, z1)

@@ -124,3 +124,27 @@ def test_unreadable_input(vre_server, static_server):
     r = execute(vre_server, 'subset', {'inputs': {
         'data': {'href': f'{static_server}/obis/api_v3/taxon_545439.json'}, 'bbox': [0, 0, 1, 1]}})
     assert r.status_code == 400 and 'no latitude/longitude' in json.loads(r.text)['detail']
+
+
+def test_a_file_read_in_place_is_kept_open_per_version(tmp_path):
+    """Collection files stay open in the worker between jobs; each job gets its own view,
+    and a new version of the file is opened anew (not served from the old handle)."""
+    from processes.cfdata import _KEPT, open_netcdf
+
+    def grid(path, n):
+        xr.Dataset({'sst': (('lat', 'lon'), np.arange(n * 4, dtype='f4').reshape(n, 4))},
+                   coords={'lat': np.arange(n) * 1.0, 'lon': np.arange(4) * 1.0},
+                   attrs={'history': 'made'}).to_netcdf(path)
+    path = tmp_path / 'grid.nc'
+    grid(path, 3)
+    with open_netcdf(path, keep_open=True) as first:
+        first.attrs['history'] = 'changed by one job'
+        first['sst'] = first.sst * 0
+    with open_netcdf(path, keep_open=True) as second:     # the file stayed open
+        assert second.attrs['history'] == 'made'
+        assert second.sst.values.tolist()[1] == [4, 5, 6, 7]
+    assert sum(k[0] == str(path) for k in _KEPT) == 1
+    grid(tmp_path / 'new.nc', 5)                           # a new version of the file
+    (tmp_path / 'new.nc').replace(path)
+    with open_netcdf(path, keep_open=True) as third:
+        assert third.sizes['lat'] == 5
