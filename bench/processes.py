@@ -32,7 +32,10 @@ sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != Path(__file__)
 from processes.base import JobContext  # noqa: E402
 from processes.subset import SubsetProcess  # noqa: E402
 
-BOX = [10.0, 20.0, 40.0, 50.0]
+BOXES = {'small': [10.0, 20.0, 40.0, 50.0],      # 400 x 300 cells, 0.5 MB
+         'medium': [-60.0, -30.0, 60.0, 60.0],   # 1200 x 1200 cells, 5.8 MB
+         'large': [-150.0, -60.0, 150.0, 75.0]}  # 1800 x 3000 cells, 21.6 MB
+BOX = BOXES['small']
 
 
 def make_grid(path: Path, ny: int, nx: int) -> None:
@@ -46,11 +49,19 @@ def make_grid(path: Path, ny: int, nx: int) -> None:
                ).to_netcdf(path, engine='netcdf4')
 
 
-def direct_cut(path: Path, out: Path) -> float:
+def direct_cut(path: Path, out: Path, box=BOX) -> float:
+    """What a notebook does: open the file, cut, write the cut."""
     t0 = time.perf_counter()
     with xr.open_dataset(path) as ds:
-        cut = ds.sel(lon=slice(BOX[0], BOX[2]), lat=slice(BOX[1], BOX[3]))
+        cut = ds.sel(lon=slice(box[0], box[2]), lat=slice(box[1], box[3]))
         cut.to_netcdf(out, engine='netcdf4')
+    return time.perf_counter() - t0
+
+
+def open_cut(ds: xr.Dataset, out: Path, box=BOX) -> float:
+    """The same cut from a dataset a notebook already holds open (for comparison only)."""
+    t0 = time.perf_counter()
+    ds.sel(lon=slice(box[0], box[2]), lat=slice(box[1], box[3])).to_netcdf(out, engine='netcdf4')
     return time.perf_counter() - t0
 
 
@@ -87,6 +98,30 @@ def server_run(url: str, process: str, inputs: dict, output: str) -> tuple[float
     return time.perf_counter() - t0, data
 
 
+def server_raw(url: str, process: str, inputs: dict, output: str) -> tuple[float, bytes]:
+    """Sync execute answered with the output itself (response=raw, the default): one round
+    trip; the output is still stored in the volatile tier."""
+    t0 = time.perf_counter()
+    r = requests.post(f'{url}/processes/{process}/execution', timeout=900, json={
+        'inputs': inputs, 'outputs': {output: {}}})
+    if r.status_code != 200:
+        raise RuntimeError(f'{process}: {r.status_code} {r.text[:300]}')
+    return time.perf_counter() - t0, r.content
+
+
+def median_run(call, runs, want, *args) -> float:
+    """Median seconds of `runs` calls after one untimed call (the worker's first read of a
+    file hashes it once for provenance and opens it); the cut must equal xarray's."""
+    call(*args)
+    times, data = [], b''
+    for _ in range(runs):
+        seconds, data = call(*args)
+        times.append(seconds)
+    got = xr.open_dataset(io.BytesIO(data), engine='h5netcdf').sst.values
+    assert np.array_equal(got, want), 'server cut differs from the xarray cut'
+    return statistics.median(times)
+
+
 def bench_subset(url, data_url, folder, runs, ny, nx):
     grid = folder / 'grid.nc'
     size_mb = grid.stat().st_size / 1e6
@@ -109,20 +144,30 @@ def bench_subset(url, data_url, folder, runs, ny, nx):
         if fmt == 'netcdf':     # the same cut, or the comparison means nothing
             got = xr.open_dataset(io.BytesIO(data), engine='h5netcdf').sst.values
             assert np.array_equal(got, want), 'server cut differs from the xarray cut'
-        rows.append((f'server subset ({fmt})', statistics.median(times)))
-    times = []
-    for _ in range(runs + 1):       # the first run hashes the grid once for provenance
-        seconds, data = server_run(url, 'subset', {
-            'data': {'collection': f'{url}/collections/bench-grid'}, 'bbox': BOX}, 'subset')
-        times.append(seconds)
-    got = xr.open_dataset(io.BytesIO(data), engine='h5netcdf').sst.values
-    assert np.array_equal(got, want), 'server cut of the collection differs from xarray'
-    rows.append(('server subset, collection input (netcdf)', statistics.median(times[1:])))
-    print(f'\n## subset: {ny}x{nx} float32 grid ({size_mb:.1f} MB), cut {want.shape}, '
+        rows.append((f'server subset by URL ({fmt}), reference + GET', statistics.median(times)))
+    print(f'\n## subset by URL: {ny}x{nx} float32 grid ({size_mb:.1f} MB), cut {want.shape}, '
           f'median of {runs}\n')
     print('| run | median s | / xarray | / download + xarray |\n|---|---:|---:|---:|')
     for name, s in rows:
         print(f'| {name} | {s:.3f} | {s / rows[0][1]:.2f} | {s / rows[1][1]:.2f} |')
+
+    coll = f'{url}/collections/bench-grid'
+    print(f'\n## subset of a collection (read in place), median of {runs}\n')
+    print('| cut | cells | MB | xarray direct s | xarray, already open s | server, raw s | '
+          '/ xarray | server, reference + GET s | / xarray |\n'
+          '|---|---:|---:|---:|---:|---:|---:|---:|---:|')
+    with xr.open_dataset(grid) as ds:
+        for name, box in BOXES.items():
+            direct = statistics.median([direct_cut(grid, folder / 'cut.nc', box)
+                                        for _ in range(runs)])
+            held = statistics.median([open_cut(ds, folder / 'cut.nc', box) for _ in range(runs)])
+            want = xr.open_dataset(folder / 'cut.nc').sst.values
+            inputs = {'data': {'collection': coll}, 'bbox': box}
+            raw = median_run(server_raw, runs, want, url, 'subset', inputs, 'subset')
+            ref = median_run(server_run, runs, want, url, 'subset', inputs, 'subset')
+            print(f'| {name} | {want.shape[0]}x{want.shape[1]} | {want.nbytes / 1e6:.1f} | '
+                  f'{direct:.4f} | {held:.4f} | {raw:.4f} | {raw / direct:.2f} | {ref:.4f} | '
+                  f'{ref / direct:.2f} |', flush=True)
 
 
 def bench_divand(url, data_url, folder, grids, counts, fixed_n, fixed_grid):
