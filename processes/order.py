@@ -1,18 +1,23 @@
-"""The `order` process: fetch granules of any harvested BDI, check them, pack them with a
-manifest into one zip, which the runner stores in the tier the user chose.
+"""The `order` process: fetch granules of any harvested BDI, check them, and deliver them as
+files with a manifest into the tier the user chose; the zip is made when it is downloaded.
 
 A basket is a job of this process in the `created` state (processes/job_management.py);
-the dashboard and downloads are processes/orders.py. Each granule is read from where the
-index was harvested from (the BDI's live URL, a stand-in, or a mirror folder) at its index
-path, so its size and checksum can be compared with the index. Failures are per granule: the
-rest is delivered, and a BDI that keeps failing is marked down so its other granules fail
-fast instead of each waiting through its retries.
+the dashboard, the streamed zip and the push to the workspace are processes/orders.py. Each
+granule is read from where the index was harvested from (the BDI's live URL, a stand-in, or
+a mirror folder) at its index path, so its size and checksum can be compared with the index.
+Its SHA-256 is computed while it arrives (in a second thread for large files: hashlib
+releases the GIL, so hashing overlaps the receiving), and the checked file is handed to the
+tier as it is: a local tier renames it into `<folder>/<bdi>/<file>` with that checksum, so
+each byte is received, written and hashed once. Failures are per granule: the rest is
+delivered, and a BDI that keeps failing is marked down so its other granules fail fast
+instead of each waiting through its retries.
 """
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
+import queue
 import threading
 import time
 import zipfile
@@ -20,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+import requests
 import sqlalchemy as sa
 
 from processes.base import FetchError, InputError, JobContext, Output, VREProcess
@@ -29,6 +35,10 @@ SUFFIX_FORMATS = {'.nc': 'netcdf', '.json': 'json', '.zip': 'zip', '.xml': 'xml'
 TYPE_FORMATS = {'api-result': 'json', 'dwc-archive': 'zip', 'cdi': 'xml'}
 FORMAT_SUFFIX = {'netcdf': '.nc', 'json': '.json', 'zip': '.zip', 'xml': '.xml',
                  'table': '.txt'}
+FORMAT_MEDIA = {'netcdf': 'application/x-netcdf', 'json': 'application/json',
+                'zip': 'application/zip', 'xml': 'application/xml', 'table': 'text/plain'}
+CHUNK = 1 << 20
+HASH_THREAD_AT = 8 << 20   # bodies larger than this are hashed in a second thread
 MAX_LISTED = 10
 NETCDF_LOCK = threading.Lock()   # the netCDF/HDF5 C libraries are not thread-safe
 
@@ -118,11 +128,13 @@ class OrderProcess(VREProcess):
         'title': 'Order granules',
         'description': 'Fetch granules (Level-2 records of any harvested BDI) from their '
                        'infrastructure, check size, checksum and format, and deliver them '
-                       'as one zip with a manifest (source URL, licence, citation, checksum '
-                       'per granule) to the storage tier you choose. A basket is a job of '
-                       'this process in the "created" state: POST /jobs, PATCH /jobs/{id}, '
-                       'POST /jobs/{id}/results. Granules that fail are listed per granule; '
-                       'the rest is delivered.',
+                       'as files with a manifest.json (source URL, licence, citation, '
+                       'checksum per granule) into the storage tier you choose, folder '
+                       '<output_folder or jobs/<id>>/<bdi>/; the order is downloaded as one '
+                       'zip, made as it is sent (GET /orders/{id}/download, Range). A basket '
+                       'is a job of this process in the "created" state: POST /jobs, PATCH '
+                       '/jobs/{id}, POST /jobs/{id}/results. Granules that fail are listed '
+                       'per granule; the rest is delivered.',
         'keywords': ['order', 'download', 'basket', 'BDI'],
         'jobControlOptions': ['async-execute', 'dismiss'],
         'outputTransmission': ['value', 'reference'],
@@ -138,9 +150,12 @@ class OrderProcess(VREProcess):
             },
         },
         'outputs': {
-            'order': {'title': 'The granules and manifest.json, zipped',
+            'order': {'title': 'The delivered files and manifest.json as one zip, made when '
+                               'downloaded (a link to /orders/{id}/download)',
                       'schema': {'type': 'string', 'contentMediaType': 'application/zip'}},
-            'manifest': {'title': 'Per-granule status, source, licence, citation, checksum',
+            'manifest': {'title': 'Per-granule status, source, licence, citation, checksum '
+                                  'and the stored file (file: its path in the order folder '
+                                  'and zip; href: its URL)',
                          'schema': {'type': 'object', 'contentMediaType': 'application/json'}},
         },
         'example': {'inputs': {'granules': ['D6901929_001', 'sdn-netCDF_timeseries_tidegauge']}},
@@ -184,41 +199,64 @@ class OrderProcess(VREProcess):
         ids = list(dict.fromkeys(inputs.get('granules') or []))
         if not ids:
             raise InputError('the basket is empty')
+        if ctx.store is None:
+            raise OrderFailed('orders are delivered into a storage tier; this run has none')
         rows = granule_rows(self.index, ids)
         sources = bdi_sources(self.index)
         folder = ctx.workdir / 'granules'
         folder.mkdir(parents=True, exist_ok=True)
         down: dict[str, str] = {}
         lock = threading.Lock()
-        done = [0]
+        local = threading.local()      # one HTTP session per fetching thread (keep-alive)
+        sessions = []
 
         def one(n_id):
             n, gid = n_id
-            entry = self._fetch_one(gid, rows.get(gid), sources, folder / str(n), ctx,
-                                    down, lock)
-            with lock:
-                done[0] += 1
-            return entry
+            if not hasattr(local, 'session'):
+                local.session = requests.Session()
+                sessions.append(local.session)
+            return self._fetch_one(gid, rows.get(gid), sources, folder / str(n), ctx,
+                                   down, lock, local.session)
 
         entries = []
-        with ThreadPoolExecutor(max(1, self.parallel)) as pool:
-            for entry in pool.map(one, enumerate(ids)):
-                entries.append(entry)
-                ctx.progress(90 * done[0] // len(ids), f'{done[0]} of {len(ids)} granules')
-        delivered = [e for e in entries if e['status'] == 'delivered']
-        manifest = {'order': ctx.job_id, 'granules': entries,
-                    'delivered': len(delivered), 'failed': len(entries) - len(delivered),
-                    'bdis_down': down}
+        try:
+            with ThreadPoolExecutor(max(1, self.parallel)) as pool:
+                for entry in pool.map(one, enumerate(ids)):
+                    entries.append(entry)
+                    ctx.progress(90 * len(entries) // len(ids),
+                                 f'{len(entries)} of {len(ids)} granules')
+        finally:
+            for session in sessions:
+                session.close()
+        delivered = [(n, e) for n, e in enumerate(entries) if e['status'] == 'delivered']
         if not delivered:
             reasons = '; '.join(f"{e['granule']}: {e['error']}" for e in entries[:MAX_LISTED])
             raise OrderFailed(f'no granule could be delivered: {reasons}')
-        ctx.progress(92, 'packing')
-        target = ctx.workdir / f'order-{ctx.job_id}.zip'
-        self._pack(target, folder, entries, manifest)
-        return {'order': Output(path=target, media_type='application/zip'),
-                'manifest': Output(value=manifest)}
+        _unique_names([e for _, e in delivered])
+        manifest = {'order': ctx.job_id, 'granules': entries,
+                    'delivered': len(delivered), 'failed': len(entries) - len(delivered),
+                    'bdis_down': down}
+        data = manifest_bytes(manifest)
+        (ctx.workdir / 'manifest.json').write_bytes(data)
+        ctx.progress(92, 'storing')
+        stored = ctx.store(
+            [(e['file'], folder / str(n), FORMAT_MEDIA.get(e['format'],
+                                                           'application/octet-stream'),
+              e['sha256']) for n, e in delivered]
+            + [('manifest.json', ctx.workdir / 'manifest.json', 'application/json',
+                hashlib.sha256(data).hexdigest())])
+        hrefs = {id(e): f['href'] for (_, e), f in zip(delivered, stored)}
+        last = stored[-1]
+        value = dict(manifest, granules=[dict(e, href=hrefs[id(e)]) if id(e) in hrefs else e
+                                         for e in entries],
+                     manifest_file={'href': last['href'], 'sha256': last['sha256'],
+                                    'bytes': last['size']})
+        download = f"{last['href'].split('/storage/', 1)[0]}/orders/{ctx.job_id}/download"
+        return {'order': Output(value={'href': download, 'type': 'application/zip'}),
+                'manifest': Output(value=value)}
 
-    def _fetch_one(self, gid, row, sources, target: Path, ctx, down, lock) -> dict:
+    def _fetch_one(self, gid, row, sources, target: Path, ctx, down, lock,
+                   session) -> dict:
         entry = {'granule': gid, 'status': 'failed'}
         if row is None:
             return dict(entry, error='no longer in the index')
@@ -232,8 +270,9 @@ class OrderProcess(VREProcess):
             if row['bdi'] in down:
                 return dict(entry, error=f"BDI {row['bdi']} is down: {down[row['bdi']]}")
         try:
-            used = self._read(row, source, target, ctx)
+            used = self._read(row, source, target, ctx, session)
         except FetchError as err:
+            target.unlink(missing_ok=True)
             if err.retry:
                 with lock:
                     down.setdefault(row['bdi'], str(err))
@@ -248,7 +287,7 @@ class OrderProcess(VREProcess):
         entry['status'] = 'delivered'
         return entry
 
-    def _read(self, row, source: str, target: Path, ctx: JobContext) -> dict:
+    def _read(self, row, source: str, target: Path, ctx: JobContext, session) -> dict:
         """The granule's bytes from its BDI, retried with back-off while it may recover."""
         kind, _, base = source.partition(' ')
         if kind == 'mirror':
@@ -256,8 +295,9 @@ class OrderProcess(VREProcess):
         href = urljoin(base.rstrip('/') + '/', (row['path'] or '').lstrip('/'))
         for attempt in range(self.retries + 1):
             try:
-                return ctx.fetch(href, target, limit=self.max_bytes,
-                                 timeout=(10, self.read_timeout))
+                used = fetch(session, href, target, self.max_bytes, (10, self.read_timeout))
+                ctx.used.append(used)
+                return used
             except FetchError as err:
                 if not err.retry or attempt == self.retries:
                     if err.retry:
@@ -284,23 +324,104 @@ class OrderProcess(VREProcess):
             return got, f'opens as {got}, not as {want}'
         return got, None
 
-    @staticmethod
-    def _pack(target: Path, folder: Path, entries: list[dict], manifest: dict) -> None:
-        """Stored, not deflated: NetCDF and zips are compressed already, and speed matters."""
-        seen = set()
-        with zipfile.ZipFile(target, 'w', zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for n, e in enumerate(entries):
-                if e['status'] != 'delivered':
-                    continue
-                name = e['file']
-                while name in seen:
-                    stem, dot, ext = name.rpartition('.')
-                    name = f'{stem}-{n}.{ext}' if dot else f'{name}-{n}'
-                seen.add(name)
-                e['file'] = name
-                zf.write(folder / str(n), name)
-                (folder / str(n)).unlink()
-            zf.writestr('manifest.json', json.dumps(manifest, indent=1))
+
+def manifest_bytes(manifest: dict) -> bytes:
+    return json.dumps(manifest, indent=1).encode()
+
+
+def _unique_names(entries: list[dict]) -> None:
+    """Two granules may carry the same file name: the later ones get their number added."""
+    seen = set()
+    for n, e in enumerate(entries):
+        name = e['file']
+        while name in seen:
+            stem, dot, ext = name.rpartition('.')
+            name = f'{stem}-{n}.{ext}' if dot else f'{name}-{n}'
+        seen.add(name)
+        e['file'] = name
+
+
+class _Digest:
+    """SHA-256 of a body as it arrives; for a large body, in a second thread fed with the
+    chunks (hashlib releases the GIL on big buffers, so hashing overlaps the receiving)."""
+
+    def __init__(self, threaded: bool):
+        self.sha = hashlib.sha256()
+        self.chunks = queue.Queue(8) if threaded else None
+        if threaded:
+            self.thread = threading.Thread(target=self._run, daemon=True,
+                                           name='vre-order-hash')
+            self.thread.start()
+
+    def _run(self):
+        while (chunk := self.chunks.get()) is not None:
+            self.sha.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        if self.chunks is None:
+            self.sha.update(chunk)
+        else:
+            self.chunks.put(chunk)
+
+    def hexdigest(self) -> str:
+        if self.chunks is not None:
+            self.chunks.put(None)
+            self.thread.join()
+        return self.sha.hexdigest()
+
+
+def fetch(session: requests.Session, href: str, target: Path, limit: int, timeout) -> dict:
+    """Stream an http(s) URL to `target`, SHA-256 computed on the way: {href, sha256, bytes,
+    mediaType}. Raises FetchError (`retry` when the server may answer later)."""
+    if not href.startswith(('http://', 'https://')):
+        raise FetchError('only http(s) references can be read')
+    try:
+        with session.get(href, stream=True, timeout=timeout) as resp:
+            if resp.status_code != 200:
+                raise FetchError(f'{href} answered HTTP {resp.status_code}',
+                                 retry=resp.status_code >= 500 or resp.status_code == 429)
+            length = resp.headers.get('Content-Length', '')
+            length = int(length) if length.isdigit() else None
+            if length is not None and length > limit:
+                raise FetchError(f'{href} is larger than the limit ({limit} bytes)')
+            digest = _Digest(length is None or length > HASH_THREAD_AT)
+            size = 0
+            try:
+                with target.open('wb') as fh:
+                    for chunk in resp.iter_content(CHUNK):
+                        size += len(chunk)
+                        if size > limit:
+                            raise FetchError(f'{href} is larger than the limit ({limit} bytes)')
+                        fh.write(chunk)
+                        digest.update(chunk)
+            finally:
+                sha256 = digest.hexdigest()
+            return {'href': href, 'sha256': sha256, 'bytes': size,
+                    'mediaType': resp.headers.get('Content-Type')}
+    except requests.RequestException as err:
+        raise FetchError(f'{href} could not be read: {type(err).__name__}', retry=True) from None
+
+
+def order_provenance(doc, row: dict, activity) -> None:
+    """Add an order's stored files to its PROV document (processes/provenance.py calls this
+    for jobs of type 'order'): each file an entity (its URL and SHA-256) generated by the
+    job and derived from the granule's source, the entity the job used."""
+    from processes.provenance import _entity_id
+    manifest = (((row.get('results') or {}).get('manifest') or {}).get('value') or {})
+    doc.add_namespace('ext', 'urn:vre:external:')
+    for e in manifest.get('granules') or []:
+        if e.get('status') != 'delivered' or not e.get('href'):
+            continue
+        stored = doc.entity(_entity_id(e['href']), {
+            'prov:location': e['href'], 'vre:sha256': e['sha256'], 'vre:bytes': e['bytes'],
+            'vre:granule': e['granule'], 'vre:bdi': e['bdi'],
+            'vre:licence': e.get('licence') or '', 'vre:citation': e.get('citation') or ''})
+        source = _entity_id(e['source_url'])
+        if not doc.get_record(source):
+            doc.entity(source, {'prov:location': e['source_url'], 'vre:sha256': e['sha256'],
+                                'vre:bytes': e['bytes']})
+        doc.wasGeneratedBy(stored, activity, row.get('finished'))
+        doc.wasDerivedFrom(stored, source)
 
 
 def _file_name(row: dict, fmt: str) -> str:

@@ -112,7 +112,7 @@ def show(client, job):
               help='file to write (default order-JOB.zip); a partial file is resumed')
 @click.pass_obj
 def download(client, job, output):
-    """Download the delivered zip, resuming where a previous download stopped."""
+    """Download the order as one zip, resuming where a previous download stopped."""
     output = output or Path(f'order-{job}.zip')
     have = output.stat().st_size if output.exists() else 0
     headers = {'Range': f'bytes={have}-'} if have else {}
@@ -134,10 +134,10 @@ def download(client, job, output):
 
 @order.command()
 @click.argument('job')
-@click.option('--path', help='workspace path (default orders/order-JOB.zip)')
+@click.option('--path', help='workspace folder (default orders/JOB)')
 @click.pass_obj
 def push(client, job, path):
-    """Copy the delivered zip into your workspace."""
+    """Copy the order's files and manifest.json into a folder of your workspace."""
     _echo(client.call('POST', f'/orders/{job}/workspace',
                       json={'path': path} if path else {}).json())
 

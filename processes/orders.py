@@ -3,8 +3,9 @@ platform's data dashboard shows them, and the actions on an order.
 
     GET  /orders[?bdi=&status=&f=json|html|csv]   the caller's order lines
     GET  /orders/{id}                             one order (JSON)
-    GET  /orders/{id}/download                    the delivered zip (streamed, Range)
-    POST /orders/{id}/workspace  {"path": ...}    copy the zip into the caller's workspace
+    GET  /orders/{id}/download                    its files as one zip, made as it is
+                                                  sent (Range, resumable)
+    POST /orders/{id}/workspace  {"path": ...}    copy its files into the caller's workspace
     POST /orders/{id}/retry                       a new order of the granules that failed
 
 The HTML page renders the table on the server for a signed-in request; opened in a
@@ -13,9 +14,14 @@ sent to the server) or sessionStorage and fills the same table from the JSON.
 """
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import json
+import struct
+import zlib
+from datetime import datetime
+from urllib.parse import quote
 
 from flask import Response, request
 from markupsafe import escape
@@ -23,6 +29,7 @@ from markupsafe import escape
 from processes.api import _json, check_job
 from processes.documents import iso, status_info
 from processes.order import bdi_sources, granule_rows
+from storage.errors import Gone
 from vre.auth import current_user, require_user
 from vre.errors import APIError, BAD_REQUEST, INVALID_PARAMETER, NO_SUCH_JOB, RESULT_NOT_READY
 
@@ -33,6 +40,93 @@ COLUMNS = [('order', 'Order number'), ('bdi', 'BDI'), ('dataset', 'Dataset name'
 JOB_LINE_STATUS = {'created': 'basket', 'accepted': 'submitted', 'running': 'in progress',
                    'failed': 'failed', 'dismissed': 'dismissed'}
 LINE_STATUSES = ('basket', 'submitted', 'in progress', 'delivered', 'failed')
+
+
+class StoredZip:
+    """A ZIP_STORED archive laid out from its members' names and sizes alone: its length is
+    known before any byte is read, and any byte range maps to header bytes and slices of
+    the members' files, so a zip of files already stored is sent without being written and
+    a download can resume anywhere. `crc(i)` gives member i's CRC-32 when a header needs it
+    (the caller computes and caches them); `open(i)` a binary file of member i. Members or
+    offsets of `zip64_at` bytes or more get zip64 fields (tests lower it)."""
+
+    def __init__(self, members: list[tuple[str, int]], crc, open_, when: datetime,
+                 zip64_at: int = 0xFFFFFFFF):
+        self.names = [n.encode() for n, _ in members]
+        self.sizes = [size for _, size in members]
+        self.crc, self.open, self.zip64_at = crc, open_, zip64_at
+        self.dos = (when.hour << 11 | when.minute << 5 | when.second // 2,
+                    max(when.year - 1980, 0) << 9 | when.month << 5 | when.day)
+        self.offsets, self.starts, self.parts = [], [], []   # parts: (kind, member)
+        at = 0
+        for i, size in enumerate(self.sizes):
+            self.offsets.append(at)
+            for kind, length in (('local', len(self._local(i, 0))), ('data', size)):
+                self.starts.append(at)
+                self.parts.append((kind, i))
+                at += length
+        self.central_at = at
+        self.starts.append(at)
+        self.parts.append(('tail', None))
+        self.size = at + len(self._tail(lambda i: 0))
+
+    def _local(self, i: int, crc: int) -> bytes:
+        size, big = self.sizes[i], self.sizes[i] >= self.zip64_at
+        extra = struct.pack('<HHQQ', 1, 16, size, size) if big else b''
+        return struct.pack('<IHHHHHIIIHH', 0x04034B50, 45 if big else 20, 0x800, 0,
+                           *self.dos, crc, self._cap(size), self._cap(size),
+                           len(self.names[i]), len(extra)) + self.names[i] + extra
+
+    def _central(self, i: int, crc: int) -> bytes:
+        size, offset = self.sizes[i], self.offsets[i]
+        wide = ([size, size] if size >= self.zip64_at else []) + \
+            ([offset] if offset >= self.zip64_at else [])
+        extra = struct.pack(f'<HH{len(wide)}Q', 1, 8 * len(wide), *wide) if wide else b''
+        version = 45 if wide else 20
+        return struct.pack('<IHHHHHHIIIHHHHHII', 0x02014B50, 3 << 8 | version, version,
+                           0x800, 0, *self.dos, crc, self._cap(size), self._cap(size),
+                           len(self.names[i]), len(extra), 0, 0, 0, 0o100644 << 16,
+                           self._cap(offset)) + self.names[i] + extra
+
+    def _cap(self, value: int) -> int:
+        """A 32-bit field's value, or 0xFFFFFFFF when the value is in a zip64 field."""
+        return 0xFFFFFFFF if value >= self.zip64_at else value
+
+    def _tail(self, crc) -> bytes:
+        """Central directory and end records (zip64 ones when counts or offsets need them)."""
+        central = b''.join(self._central(i, crc(i)) for i in range(len(self.sizes)))
+        n, at, length = len(self.sizes), self.central_at, len(central)
+        end = b''
+        if n >= 0xFFFF or at >= self.zip64_at or length >= self.zip64_at:
+            end = struct.pack('<IQHHIIQQQQ', 0x06064B50, 44, 3 << 8 | 45, 45, 0, 0, n, n,
+                              length, at) + struct.pack('<IIQI', 0x07064B50, 0,
+                                                        at + length, 1)
+        return central + end + struct.pack('<IHHHHIIH', 0x06054B50, 0, 0, min(n, 0xFFFF),
+                                           min(n, 0xFFFF), self._cap(length), self._cap(at), 0)
+
+    def read(self, start: int, stop: int):
+        """The archive's bytes [start, stop), in chunks."""
+        k = bisect.bisect_right(self.starts, start) - 1
+        while start < stop and k < len(self.parts):
+            kind, i = self.parts[k]
+            base = self.starts[k]
+            end = self.starts[k + 1] if k + 1 < len(self.starts) else self.size
+            upto = min(stop, end)
+            if kind == 'data':
+                with self.open(i) as fh:
+                    fh.seek(start - base)
+                    left = upto - start
+                    while left > 0:
+                        chunk = fh.read(min(left, 1 << 20))
+                        if not chunk:
+                            raise IOError(f'{self.names[i].decode()} is shorter than its '
+                                          'recorded size')
+                        left -= len(chunk)
+                        yield chunk
+            else:
+                data = self._local(i, self.crc(i)) if kind == 'local' else self._tail(self.crc)
+                yield data[start - base:upto - base]
+            start, k = upto, k + 1
 
 
 class Orders:
@@ -92,6 +186,10 @@ class Orders:
             doc['links'] += [
                 {'href': f'{url}/download', 'rel': 'enclosure', 'type': 'application/zip'},
                 {'href': f'{url}/workspace', 'rel': 'push-to-workspace', 'method': 'POST'}]
+            stored = row['results']['manifest']['value'].get('manifest_file')
+            if stored:
+                doc['links'].append({'href': stored['href'], 'rel': 'describedby',
+                                     'type': 'application/json', 'title': 'manifest.json'})
         return doc
 
     # -- routes -------------------------------------------------------------------
@@ -129,31 +227,112 @@ class Orders:
         row = self._order(job_id)
         return _json(self.summary(row, self.lines(row)))
 
-    def _zip(self, row: dict) -> str:
+    def _members(self, row: dict) -> list[tuple[str, str, int, str]] | None:
+        """(name in the zip, stored URL, size, SHA-256) of a fulfilled order's files,
+        manifest.json last; None for an order delivered as one stored zip (before the zip
+        was made when downloaded)."""
         if row['status'] != 'successful':
             raise APIError(404, RESULT_NOT_READY, f"order {row['job_id']} is {row['status']}"
                            ': nothing delivered to download')
-        return row['results']['order']['href']
+        manifest = row['results']['manifest']['value']
+        if 'manifest_file' not in manifest:
+            return None
+        m = manifest['manifest_file']
+        return [(e['file'], e['href'], e['bytes'], e['sha256'])
+                for e in manifest['granules'] if e['status'] == 'delivered'] + \
+            [('manifest.json', m['href'], m['bytes'], m['sha256'])]
 
     def download(self, job_id):
+        """The order as one zip, made as it is sent; `Range` answered from the layout."""
         from storage.http import send
         require_user()
         row = self._order(job_id)
-        tier, space, path = self.tiers.resolve(self._zip(row))
-        f = tier.stat(space, path)
-        return send(tier.open(space, path), f, filename=f'order-{job_id}.zip')
+        members = self._members(row)
+        if members is None:
+            tier, space, path = self.tiers.resolve(row['results']['order']['href'])
+            return send(tier.open(space, path), tier.stat(space, path),
+                        filename=f'order-{job_id}.zip')
+        files = [self.tiers.resolve(href) for _, href, _, _ in members]
+        for (name, _, size, sha), (tier, space, path) in zip(members, files):
+            f = tier.stat(space, path)
+            if (f.size, f.sha256) != (size, sha):
+                raise Gone(f'{name} of order {job_id} was changed or replaced since it was '
+                           'delivered: order it again')
+        crcs = dict((row.get('meta') or {}).get('zip_crc32') or {})
+        computed = {}
+
+        def crc(i: int) -> int:
+            name = members[i][0]
+            if name not in crcs:
+                value = 0
+                with open_(i) as fh:
+                    while chunk := fh.read(1 << 20):
+                        value = zlib.crc32(chunk, value)
+                crcs[name] = computed[name] = value
+            return crcs[name]
+
+        def open_(i: int):
+            tier, space, path = files[i]
+            return tier.open(space, path)
+
+        archive = StoredZip([(name, size) for name, _, size, _ in members], crc, open_,
+                            row['finished'])
+        etag = f'"{members[-1][3]}"'      # the manifest's checksum names every member's
+        start, stop, status = 0, archive.size, 200
+        rng = request.range
+        if rng is not None and len(rng.ranges) == 1 and \
+                request.headers.get('If-Range', etag) == etag:
+            span = rng.range_for_length(archive.size)
+            if span is None:
+                return Response(status=416, headers={'Content-Range': f'bytes */{archive.size}'})
+            (start, stop), status = span, 206
+        headers = {'Accept-Ranges': 'bytes', 'Content-Length': str(stop - start), 'ETag': etag,
+                   'Content-Disposition': f'attachment; filename=order-{job_id}.zip'}
+        if status == 206:
+            headers['Content-Range'] = f'bytes {start}-{stop - 1}/{archive.size}'
+        if request.method == 'HEAD':
+            return Response(status=status, headers=headers, mimetype='application/zip')
+
+        def body():
+            try:
+                yield from archive.read(start, stop)
+            finally:
+                if computed:      # CRC-32s are computed once, at the first download
+                    self._keep_crcs(job_id, computed)
+        return Response(body(), status, headers=headers, mimetype='application/zip',
+                        direct_passthrough=True)
+
+    def _keep_crcs(self, job_id: str, computed: dict) -> None:
+        row = self.manager.store.get(job_id)
+        if row is not None:
+            meta = dict(row.get('meta') or {})
+            meta['zip_crc32'] = dict(meta.get('zip_crc32') or {}, **computed)
+            self.manager.store.update(job_id, meta=meta)
 
     def push(self, job_id):
+        """The order's files and manifest.json copied into a folder of the caller's
+        workspace (default orders/<id>), in one request."""
         user = require_user()
         row = self._order(job_id)
         body = request.get_json(silent=True) or {}
         dest = body.get('path') if isinstance(body, dict) else None
-        dest = dest or f'orders/order-{job_id}.zip'
-        if not isinstance(dest, str):
-            raise APIError(400, INVALID_PARAMETER, '"path" must be a workspace path')
-        stored = self.tiers.copy_to_workspace(user, self._zip(row), dest)
-        doc = dict(stored.to_dict(), href=self.tiers.url_for(stored))
-        return _json(doc, 201, {'Location': doc['href']})
+        dest = dest or f'orders/{job_id}'
+        if not isinstance(dest, str) or not dest.strip('/'):
+            raise APIError(400, INVALID_PARAMETER, '"path" must be a workspace folder')
+        members = self._members(row)
+        if members is None:                # an order delivered as one zip: that zip
+            stored = self.tiers.copy_to_workspace(user, row['results']['order']['href'],
+                                                  dest)
+            doc = dict(stored.to_dict(), href=self.tiers.url_for(stored))
+            return _json(doc, 201, {'Location': doc['href']})
+        dest = dest.strip('/')
+        copied = [self.tiers.copy_to_workspace(user, href, f'{dest}/{name}')
+                  for name, href, _, _ in members]
+        href = f'{self.tiers.cfg.base_url}/storage/workspace/{quote(user.name)}/{quote(dest)}'
+        doc = {'tier': 'workspace', 'path': dest, 'href': href, 'files': len(copied),
+               'size': sum(f.size for f in copied[:-1]),
+               'manifest': self.tiers.url_for(copied[-1])}
+        return _json(doc, 201, {'Location': href})
 
     def retry(self, job_id):
         user = require_user()

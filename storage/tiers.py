@@ -178,6 +178,33 @@ def write_local(src, target: Path, room: int | None = None, limit: int | None = 
     return size, h.hexdigest()
 
 
+def _distinct(files: list) -> list:
+    """The (path, local file, media type, sha256) tuples of a put_many, refusing a path
+    given twice (one call stores each path once)."""
+    seen = set()
+    for path, *_ in files:
+        key = clean_path(path, allow_root=False)
+        if key in seen:
+            raise Conflict(f'{key} is given twice')
+        seen.add(key)
+    return list(files)
+
+
+def _place(files: list, targets: list[Path], what: str, fsync: bool) -> list[tuple[int, str]]:
+    """Each file moved (or, across filesystems, copied) to its target: (size, sha256) each.
+    On a failure the files already placed are removed: the caller stores nothing."""
+    placed = []
+    try:
+        for (_, src, _, sha), target in zip(files, targets):
+            placed.append(write_local(src, target, what=what, move=True, fsync=fsync,
+                                      sha256=sha))
+    except BaseException:
+        for target in targets[:len(placed)]:
+            target.unlink(missing_ok=True)
+        raise
+    return placed
+
+
 class Tier:
     """One extension point: put / open / stat / list / delete / url_for."""
     name = ''
@@ -599,6 +626,46 @@ class Dataspace(Tier):
         stored.local = target
         return stored
 
+    def put_many(self, owner, files: list, author=None, meta=None) -> list[StoredFile]:
+        """Many disposable files at once: the space is measured once, the files renamed,
+        their rows written in one transaction (one `put` each would walk the space and
+        commit once per file). Over quota: nothing is stored."""
+        meta = _meta(meta)
+        files = _distinct(files)
+        targets = [self.local_path(owner, path, allow_root=False) for path, *_ in files]
+        rels = [clean_path(path) for path, *_ in files]
+        for rel, target in zip(rels, targets):
+            if target.is_dir():
+                raise Conflict(f'{rel} is a folder')
+        sizes = [os.stat(src).st_size for _, src, _, _ in files]
+        old = sum(t.stat().st_size for t in targets if t.is_file())
+        room = self.cfg.quota - (self.usage(owner) - old)
+        if sum(sizes) > room:
+            raise QuotaExceeded(f'{sum(sizes)} bytes do not fit: {max(room, 0)} bytes left '
+                                f'of the {self.cfg.quota} byte quota of {owner}; nothing stored')
+        for parent in {t.parent for t in targets}:
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise Conflict(f'a parent of {parent.name} is a file, not a folder') from None
+        placed = _place(files, targets, f'dataspace/{owner}', self.cfg.dataspace_fsync)
+        now = time.time()
+        rows = [FileRow(tier=self.name, owner=owner, path=rel, version=1, size=size,
+                        sha256=sha, media_type=guess_type(rel, media), author=author or owner,
+                        created=now, **meta)
+                for rel, (_, _, media, _), (size, sha) in zip(rels, files, placed)]
+        with self.cat.session() as s, s.begin():
+            for i in range(0, len(rels), 500):
+                s.execute(FileRow.__table__.delete().where(
+                    FileRow.tier == self.name, FileRow.owner == owner,
+                    FileRow.path.in_(rels[i:i + 500])))
+            s.add_all(rows)
+        out = []
+        for row, target in zip(rows, targets):
+            out.append(StoredFile.from_row(row))
+            out[-1].local = target
+        return out
+
     def stat(self, owner, path, version=None) -> StoredFile:
         p = self.local_path(owner, path)
         rel = clean_path(path)
@@ -700,6 +767,31 @@ class Volatile(Tier):
         stored = self._stored(row, token)
         stored.local = target
         return stored
+
+    def put_many(self, owner, files: list, author=None, meta=None) -> list[StoredFile]:
+        """Many disposable files at once: renamed into place, rows in one transaction."""
+        meta = _meta(meta)
+        files = _distinct(files)
+        names = [clean_path(path or 'file', allow_root=False).rsplit('/', 1)[-1]
+                 for path, *_ in files]
+        tokens = [secrets.token_urlsafe(32) for _ in files]
+        keys = [self._key(t) for t in tokens]
+        targets = [self._file(k) for k in keys]
+        for parent in {t.parent for t in targets}:
+            parent.mkdir(parents=True, exist_ok=True)
+        placed = _place(files, targets, 'the volatile tier', self.cfg.volatile_fsync)
+        now = time.time()
+        rows = [FileRow(tier=self.name, owner=owner, path=key, version=1, size=size,
+                        sha256=sha, media_type=guess_type(name, media), author=author or owner,
+                        created=now, expires=now + self.cfg.default_ttl, blob=name, **meta)
+                for key, name, (_, _, media, _), (size, sha) in zip(keys, names, files, placed)]
+        with self.cat.session() as s, s.begin():
+            s.add_all(rows)
+        out = []
+        for row, token, target in zip(rows, tokens, targets):
+            out.append(self._stored(row, token))
+            out[-1].local = target
+        return out
 
     def _stored(self, row, token=None) -> StoredFile:
         f = StoredFile.from_row(row, token=token)

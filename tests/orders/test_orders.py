@@ -1,7 +1,7 @@
 """Orders over HTTP against a real server: baskets as Part 4 jobs, fulfilment on the Celery
-worker from three BDIs (one answering 503), the zip and manifest against the source files,
-retry of what failed, provenance, dashboard, downloads with Range, push to the workspace,
-and the client mistakes."""
+worker from three BDIs (one answering 503), the stored files, the zip made at download and
+the manifest against the source files, retry of what failed, provenance, dashboard,
+downloads with Range, push to the workspace, and the client mistakes."""
 from __future__ import annotations
 
 import csv
@@ -10,12 +10,14 @@ import io
 import json
 import time
 import zipfile
+import zlib
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from orderkit import BDI_DATA, StandIn, wait_for
+from processes.jobstore import JobStore
 
 SDN_GRANULES = ['sdn-netCDF_timeseries_tidegauge', 'sdn-sample_ODV']
 
@@ -104,7 +106,9 @@ def test_three_bdis_one_down_then_retry(order_server, bdi_down):
 
     r = api(s, 'GET', f"/orders/{job['jobID']}/download")
     assert r.status_code == 200 and r.headers['Content-Type'] == 'application/zip'
+    assert int(r.headers['Content-Length']) == len(r.content)
     zf = zipfile.ZipFile(io.BytesIO(r.content))
+    assert zf.testzip() is None
     manifest = json.loads(zf.read('manifest.json'))
     assert manifest['delivered'] == 6 and manifest['failed'] == 2
     assert 'seadatanet' in manifest['bdis_down']
@@ -120,10 +124,26 @@ def test_three_bdis_one_down_then_retry(order_server, bdi_down):
         assert e['licence'] and e['citation'] and e['url']
     assert sorted(n.split('/')[0] for n in zf.namelist() if n != 'manifest.json') == \
         ['argo'] * 4 + ['obis'] * 2
+    check_stored_files(s, job['jobID'], zf)
 
-    # resumable download: the rest of the file from an offset
+    # the zip is made again, byte for byte, for every request: ranges resume it anywhere
     part = api(s, 'GET', f"/orders/{job['jobID']}/download", headers={'Range': 'bytes=1000-'})
     assert part.status_code == 206 and part.content == r.content[1000:]
+    assert part.headers['Content-Range'] == f'bytes 1000-{len(r.content) - 1}/{len(r.content)}'
+    infos = zf.infolist()
+    mid_first = infos[0].header_offset + 200
+    mid_third = infos[2].header_offset + 10                  # inside the third local header
+    across = api(s, 'GET', f"/orders/{job['jobID']}/download",
+                 headers={'Range': f'bytes={mid_first}-{mid_third}'})
+    assert across.status_code == 206 and across.content == r.content[mid_first:mid_third + 1]
+    assert api(s, 'GET', f"/orders/{job['jobID']}/download", headers={
+        'Range': f'bytes={len(r.content)}-'}).status_code == 416
+    head = api(s, 'HEAD', f"/orders/{job['jobID']}/download")
+    assert head.headers['Content-Length'] == str(len(r.content))
+    assert head.headers['ETag'] == r.headers['ETag']
+    # the CRC-32s computed by the first download are kept for the next ones
+    row = JobStore(f'sqlite:///{s.home}/jobs.sqlite').get(job['jobID'])
+    assert row['meta']['zip_crc32'] == {i.filename: zlib.crc32(zf.read(i)) for i in infos}
 
     # provenance: every granule read is a used entity with its source URL and checksum
     prov = api(s, 'GET', f"/jobs/{job['jobID']}/prov").json()
@@ -133,6 +153,7 @@ def test_three_bdis_one_down_then_retry(order_server, bdi_down):
         if e['status'] == 'delivered':
             assert (e['source_url'], e['sha256']) in used
     assert len(prov['used']) >= 6
+    check_order_provenance(s, job['jobID'])
 
     StandIn.failing.clear()                                  # SeaDataNet is back
     retry = api(s, 'POST', f"/orders/{job['jobID']}/retry")
@@ -144,6 +165,7 @@ def test_three_bdis_one_down_then_retry(order_server, bdi_down):
     zf = zipfile.ZipFile(io.BytesIO(api(s, 'GET', f"/orders/{again['jobID']}/download").content))
     for e in json.loads(zf.read('manifest.json'))['granules']:
         assert zf.read(e['file']) == disk_file(e['source_url']).read_bytes()
+    check_stored_files(s, again['jobID'], zf)
     again_retry = api(s, 'POST', f"/orders/{again['jobID']}/retry")
     assert again_retry.status_code == 409                    # nothing failed
 
@@ -213,18 +235,108 @@ def test_dashboard_json_csv_filters_and_owners(order_server):
         assert r.status_code == 404, (method, path, r.text)
 
 
+def check_stored_files(server, job_id, zf):
+    """The order's files in its tier, one per delivered granule at <folder>/<bdi>/<file>,
+    are the source files; the stored manifest.json is the zip's."""
+    results = api(server, 'GET', f'/jobs/{job_id}/results').json()
+    assert results['order'] == {'href': f'{server.url}/orders/{job_id}/download',
+                                'type': 'application/zip'}
+    manifest = results['manifest']
+    delivered = [e for e in manifest['granules'] if e['status'] == 'delivered']
+    assert delivered
+    for e in delivered:
+        assert e['href'].endswith(f"/jobs/{job_id}/{e['file']}")
+        got = api(server, 'GET', urlsplit(e['href']).path)
+        assert got.status_code == 200, got.text
+        assert got.content == disk_file(e['source_url']).read_bytes() == zf.read(e['file'])
+        assert sha256(got.content) == e['sha256']
+        assert requests.get(e['href'], headers=server.auth('bob'), timeout=30).status_code == 404
+    stored = api(server, 'GET', urlsplit(manifest['manifest_file']['href']).path).content
+    assert stored == zf.read('manifest.json')
+    assert sha256(stored) == manifest['manifest_file']['sha256']
+    on_disk = json.loads(stored)        # the job's manifest is it, plus the stored URLs
+    assert [{k: v for k, v in e.items() if k != 'href'} for e in manifest['granules']] == \
+        on_disk['granules']
+    assert {k: v for k, v in manifest.items() if k not in ('granules', 'manifest_file')} == \
+        {k: v for k, v in on_disk.items() if k != 'granules'}
+
+
+def check_order_provenance(server, job_id):
+    """order_provenance adds each stored file, derived from its source and generated by
+    the job (called here on the finished row, as processes/provenance.py is to call it)."""
+    from processes.order import order_provenance
+    from processes.provenance import job_provenance
+    row = JobStore(f'sqlite:///{server.home}/jobs.sqlite').get(job_id)
+    doc = job_provenance(row, server.url, '1.0.0')
+    activity = doc.get_record(f'job:{job_id}')[0]
+    order_provenance(doc, row, activity)
+    graph = json.loads(doc.serialize(format='json'))
+    by_location = {v['prov:location']: k for k, v in graph['entity'].items()
+                   if 'prov:location' in v}
+    derived = {(d['prov:generatedEntity'], d['prov:usedEntity'])
+               for d in graph['wasDerivedFrom'].values()}
+    generated = {(g['prov:entity'], g['prov:activity']) for g in graph['wasGeneratedBy'].values()}
+    delivered = [e for e in row['results']['manifest']['value']['granules']
+                 if e['status'] == 'delivered']
+    for e in delivered:
+        stored = by_location[e['href']]
+        assert graph['entity'][stored]['vre:sha256'] == e['sha256']
+        assert (stored, by_location[e['source_url']]) in derived
+        assert (stored, f'job:{job_id}') in generated
+    assert len(derived) == len(delivered)
+
+
 def test_push_to_workspace(order_server):
     s = order_server
-    job = new_basket(s, granule_ids(s, 'obis', 1), output_tier='volatile')
+    job = new_basket(s, granule_ids(s, 'obis', 2), output_tier='volatile')
     api(s, 'POST', f"/jobs/{job['jobID']}/results")
     assert wait_for(s, job['jobID'])['status'] == 'successful'
-    zipped = api(s, 'GET', f"/orders/{job['jobID']}/download").content
-    r = api(s, 'POST', f"/orders/{job['jobID']}/workspace", json={'path': 'orders/obis.zip'})
+    zf = zipfile.ZipFile(io.BytesIO(api(s, 'GET', f"/orders/{job['jobID']}/download").content))
+    r = api(s, 'POST', f"/orders/{job['jobID']}/workspace")
     assert r.status_code == 201, r.text
-    assert r.json()['tier'] == 'workspace' and r.json()['sha256'] == sha256(zipped)
-    got = requests.get(r.json()['href'], headers=s.auth('alice'), timeout=30)
-    assert got.status_code == 200 and got.content == zipped
-    assert requests.get(r.json()['href'], headers=s.auth('bob'), timeout=30).status_code in (403, 404)
+    doc = r.json()
+    assert doc['tier'] == 'workspace' and doc['path'] == f"orders/{job['jobID']}"
+    assert r.headers['Location'] == doc['href'] and doc['files'] == 3
+    listing = api(s, 'GET', urlsplit(doc['href']).path + '/obis').json()['entries']
+    assert len(listing) == 2
+    for name in zf.namelist():
+        got = api(s, 'GET', f"{urlsplit(doc['href']).path}/{name}")
+        assert got.status_code == 200 and got.content == zf.read(name)
+    assert doc['size'] == sum(i.file_size for i in zf.infolist() if i.filename != 'manifest.json')
+    stat = api(s, 'GET', f"{urlsplit(doc['manifest']).path}", params={'f': 'json'}).json()
+    assert stat['provenance'].endswith(f"/jobs/{job['jobID']}")
+    assert requests.get(doc['href'], headers=s.auth('bob'), timeout=30).status_code in (403, 404)
+    again = api(s, 'POST', f"/orders/{job['jobID']}/workspace", json={'path': 'kept/obis'})
+    assert again.status_code == 201 and again.json()['path'] == 'kept/obis'
+    on_a_file = api(s, 'POST', f"/orders/{job['jobID']}/workspace",
+                    json={'path': f"orders/{job['jobID']}/manifest.json"})
+    assert on_a_file.status_code == 409, on_a_file.text
+    assert api(s, 'POST', f"/orders/{job['jobID']}/workspace",
+               json={'path': ['x']}).status_code == 400
+
+
+def test_dataspace_order_in_its_folder_and_changed_files(order_server):
+    """An order to the dataspace lands in output_folder/<bdi>/; a delivered file changed
+    afterwards makes the download a clear 410, not a zip that lies about its contents."""
+    s = order_server
+    argo = granule_ids(s, 'argo', 2)
+    job = new_basket(s, argo, output_tier='dataspace', output_folder='my/argo-order')
+    api(s, 'POST', f"/jobs/{job['jobID']}/results")
+    assert wait_for(s, job['jobID'])['status'] == 'successful'
+    listing = api(s, 'GET', '/storage/dataspace/alice/my/argo-order/argo').json()['entries']
+    assert sorted(e['name'] for e in listing) == sorted(f'{g}.nc' for g in argo)
+    r = api(s, 'GET', f"/orders/{job['jobID']}/download")
+    assert r.status_code == 200
+    zf = zipfile.ZipFile(io.BytesIO(r.content))
+    assert sorted(zf.namelist()) == sorted([f'argo/{g}.nc' for g in argo] + ['manifest.json'])
+    order = api(s, 'GET', f"/orders/{job['jobID']}").json()
+    assert order['size'] == sum(i.file_size for i in zf.infolist()
+                                if i.filename != 'manifest.json')
+    put = api(s, 'PUT', f'/storage/dataspace/alice/my/argo-order/argo/{argo[0]}.nc',
+              data=b'not the granule')
+    assert put.status_code == 201, put.text
+    gone = api(s, 'GET', f"/orders/{job['jobID']}/download")
+    assert gone.status_code == 410 and argo[0] in gone.json()['detail']
 
 
 @pytest.mark.parametrize('body,status,words', [

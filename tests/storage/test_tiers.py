@@ -316,3 +316,79 @@ def test_scratch_tiers_skip_fsync_and_report_a_cut_short_file_lost(tiers, tmp_pa
     durable.dataspace.put('alice', 'a.csv', CSV)
     durable.volatile.put('alice', 'a.csv', CSV)
     assert len(synced) == 2
+
+
+def _job_files(folder, sizes):
+    """Disposable files as a job writes them: (path in the tier, local file, media, sha256)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, size in enumerate(sizes):
+        data = os.urandom(size)
+        local = folder / f'g{i}'
+        local.write_bytes(data)
+        out.append((f'jobs/j1/bdi/g{i}.nc', local, 'application/x-netcdf',
+                    hashlib.sha256(data).hexdigest(), data))
+    return out
+
+
+def test_dataspace_put_many_renames_all_with_one_quota_check(tiers, tmp_path, monkeypatch):
+    files = _job_files(tmp_path / 'job', [1000, 2000, 0, 3000])
+    walks = []
+    real_usage = tiers.dataspace.usage
+    monkeypatch.setattr(tiers.dataspace, 'usage', lambda s: walks.append(s) or real_usage(s))
+    fake = 'f' * 64                              # a caller's checksum is taken, not recomputed
+    given = [(p, local, media, fake if i == 0 else (sha if i == 1 else None))
+             for i, (p, local, media, sha, _) in enumerate(files)]
+    stored = tiers.dataspace.put_many('alice', given, author='alice',
+                                      meta={'provenance': '/jobs/j1'})
+    assert walks == ['alice']
+    assert [f.path for f in stored] == [p for p, *_ in files]
+    assert stored[0].sha256 == fake
+    for f, (path, local, _, sha, data) in zip(stored[1:], files[1:]):
+        assert f.sha256 == sha and f.size == len(data) and not local.exists()
+        assert f.local.read_bytes() == data and f.provenance == '/jobs/j1'
+    listed = {e['name']: e for e in tiers.dataspace.list('alice', 'jobs/j1/bdi')}
+    assert sorted(listed) == ['g0.nc', 'g1.nc', 'g2.nc', 'g3.nc']
+    for f in stored:
+        row = tiers.dataspace.stat('alice', f.path)
+        assert (row.sha256, row.size, row.media_type) == (f.sha256, f.size,
+                                                          'application/x-netcdf')
+    # the same paths again replace the files and their rows (one row per path)
+    again = _job_files(tmp_path / 'job2', [10, 20, 30, 40])
+    tiers.dataspace.put_many('alice', [(p, local, m, s) for p, local, m, s, _ in again])
+    assert tiers.dataspace.stat('alice', 'jobs/j1/bdi/g3.nc').size == 40
+    assert tiers.dataspace.usage('alice') == 100
+
+
+def test_put_many_over_quota_or_twice_the_same_path_stores_nothing(tiers, tmp_path):
+    files = _job_files(tmp_path / 'job', [60_000, 50_000])       # quota is 100,000
+    with pytest.raises(QuotaExceeded, match='nothing stored'):
+        tiers.dataspace.put_many('alice', [(p, local, m, s) for p, local, m, s, _ in files])
+    assert all(local.exists() for _, local, *_ in files)
+    assert tiers.dataspace.list('alice') == [] and tiers.dataspace.usage('alice') == 0
+    twice = [(files[0][0], files[0][1], None, None), (files[0][0], files[1][1], None, None)]
+    for tier in (tiers.dataspace, tiers.volatile):
+        with pytest.raises(Conflict, match='twice'):
+            tier.put_many('alice', twice)
+        assert all(local.exists() for _, local, *_ in files)
+    assert tiers.dataspace.list('alice') == []
+
+
+def test_volatile_put_many_one_capability_each(tiers, tmp_path):
+    files = _job_files(tmp_path / 'job', [100, 200, 300])
+    stored = tiers.volatile.put_many('bob', [(p, local, m, s) for p, local, m, s, _ in files],
+                                     meta={'provenance': '/jobs/j1'})
+    assert len({f.token for f in stored}) == 3
+    for f, (path, local, _, sha, data) in zip(stored, files):
+        assert f.path == path.rsplit('/', 1)[1] and f.sha256 == sha and not local.exists()
+        token = tiers.volatile.url_for(f).rsplit('/', 1)[1]
+        assert tiers.volatile.open(token).read() == data
+        got = tiers.volatile.stat(token)
+        assert got.expires and got.provenance == '/jobs/j1' and got.owner == 'bob'
+
+
+def test_workspace_put_many_copies_each(tiers, tmp_path):
+    files = _job_files(tmp_path / 'job', [500, 700])
+    stored = tiers.workspace.put_many('alice', [(p, local, m, s) for p, local, m, s, _ in files])
+    for f, (path, _, _, sha, data) in zip(stored, files):
+        assert f.sha256 == sha and tiers.workspace.open('alice', path).read() == data
