@@ -4,6 +4,12 @@ Every job (OGC API, WPS, orders) is a row of one job store; execution goes to Ce
 A job whose worker stops beating is failed with a reason (or queued again when its process
 says a re-run is safe); a job past its timeout is stopped and failed. `dismiss` revokes a
 running task (terminating its worker child) and removes its results.
+
+A job with nested processes (OGC API - Processes Part 3) is a Celery workflow: one task per
+nested process, chained (one nested input) or joined by a chord (several) before the task of
+the outer process, recursively. No task waits for another (Celery sends each step when the
+steps it needs are done), so one worker with one process runs it. The task ids derive from
+`<job id>.<attempts>`, so dismiss and the reaper revoke every step without a lookup.
 """
 from __future__ import annotations
 
@@ -24,6 +30,36 @@ from vre.settings import load_settings
 
 HEARTBEAT_SECONDS = 2.0
 RUN_TASK = 'processes.tasks.run_job'
+NESTED_TASK = 'processes.tasks.run_nested'      # one nested process of a workflow
+OUTER_TASK = 'processes.tasks.run_outer'        # the outer process, after its nested ones
+
+
+def input_values(inputs: dict, metadata: dict):
+    """(name, schema, index, value) of each input value in request order, the values of a
+    non-array input one by one (index None for a single value): the order in which the
+    runner resolves them."""
+    for name, value in inputs.items():
+        schema = metadata.get('inputs', {}).get(name, {}).get('schema') or {}
+        if isinstance(value, list) and schema.get('type') != 'array':
+            for index, v in enumerate(value):
+                yield name, schema, index, v
+        else:
+            yield name, schema, None, value
+
+
+def is_nested(value, schema: dict) -> bool:
+    return isinstance(value, dict) and 'process' in value and schema.get('type') != 'object'
+
+
+def _may_nest(value) -> bool:
+    """A cheap look at one top-level input value: could it hold a nested process?"""
+    if isinstance(value, list):
+        return any(isinstance(v, dict) and 'process' in v for v in value)
+    return isinstance(value, dict) and 'process' in value
+
+
+def _count(steps: list[dict]) -> int:
+    return sum(1 + _count(s['children']) for s in steps)
 
 
 class CeleryJobManager(BaseManager):
@@ -93,9 +129,57 @@ class CeleryJobManager(BaseManager):
         return row
 
     def enqueue(self, row: dict) -> None:
+        """Queue a job: one task, or the workflow of its nested processes (re-sent whole
+        when the reaper queues a job again)."""
         timeout = row['timeout'] or self.default_timeout
-        self.celery.send_task(RUN_TASK, args=[row['job_id']], task_id=f"{row['job_id']}.{row['attempts']}",
-                              soft_time_limit=timeout, time_limit=timeout + 10)
+        tag = f"{row['job_id']}.{row['attempts']}"
+        steps = self.nested_steps(row)
+        if not steps:
+            self.celery.send_task(RUN_TASK, args=[row['job_id']], task_id=tag,
+                                  soft_time_limit=timeout, time_limit=timeout + 10)
+            return
+        from celery import chain, chord, group
+        # every step gets the whole timeout here; a step stops itself when the job's time is
+        # up (processes/runner.py), as it only knows then how much is left
+        kwargs = dict(job_id=row['job_id'], attempt=row['attempts'] + 1)
+        options = dict(soft_time_limit=timeout, time_limit=timeout + 10)
+
+        def after(children: list[dict], sig):
+            heads = [after(c['children'], self.celery.signature(
+                NESTED_TASK, kwargs=dict(kwargs, step={k: c[k] for k in ('n', 'process', 'path')}),
+                task_id=f"{tag}.{c['n']}", **options)) for c in children]
+            if not heads:
+                return sig
+            return chain(heads[0], sig) if len(heads) == 1 else chord(group(heads), sig)
+
+        after(steps, self.celery.signature(OUTER_TASK, kwargs=kwargs, task_id=tag,
+                                           **options)).apply_async()
+
+    def nested_steps(self, row: dict) -> list[dict]:
+        """The nested processes of a job as a tree, [{n, process, path, children}], numbered
+        depth first in the order the runner meets them; [] (at the cost of a look at each
+        top-level input) for a job without any."""
+        inputs = (row['request'] or {}).get('inputs') or {}
+        if not isinstance(inputs, dict) or not any(_may_nest(v) for v in inputs.values()):
+            return []
+        return self._steps(row['process_id'], inputs, [], [0])
+
+    def _steps(self, process_id: str, inputs: dict, path: list, counter: list) -> list[dict]:
+        metadata = self.get_processor(process_id).metadata if process_id in self.processes \
+            else {}                     # an unknown process fails its step with a reason
+        steps = []
+        for name, schema, index, value in input_values(inputs, metadata):
+            if not is_nested(value, schema):
+                continue
+            pid = str(value['process']).split('?')[0].rstrip('/')
+            pid = pid.removesuffix('/execution').rsplit('/', 1)[-1]
+            counter[0] += 1
+            step = dict(n=counter[0], process=pid, path=path + [[name, index]])
+            nested = value.get('inputs')
+            step['children'] = self._steps(pid, nested, step['path'], counter) \
+                if isinstance(nested, dict) else []
+            steps.append(step)
+        return steps
 
     def wait(self, job_id: str, timeout: float | None = None) -> dict | None:
         """The job row once it is final, or as it is when `timeout` runs out (sync execute,
@@ -134,9 +218,13 @@ class CeleryJobManager(BaseManager):
         shutil.rmtree(self.output_dir / job_id, ignore_errors=True)
         return row
 
-    @staticmethod
-    def _task_ids(row: dict) -> list[str]:
-        return [f"{row['job_id']}.{a}" for a in {max(row['attempts'] - 1, 0), row['attempts']}]
+    def _task_ids(self, row: dict) -> list[str]:
+        """The task ids of a job's current and previous attempt: `<id>.<attempts>` for the
+        job (or its outer process), `<id>.<attempts>.<n>` for its nested processes."""
+        count = _count(self.nested_steps(row))
+        return [f"{row['job_id']}.{a}{suffix}"
+                for a in {max(row['attempts'] - 1, 0), row['attempts']}
+                for suffix in [''] + [f'.{n}' for n in range(1, count + 1)]]
 
     # -- fault handling ---------------------------------------------------------
     def reap(self, force: bool = False) -> None:

@@ -2,7 +2,10 @@
 
 The job is an activity; the process (id and version) a plan; the user an agent; every input
 read by reference an entity with its checksum; every output an entity with its checksum.
-Orders and later jobs that read these outputs link to the same entity ids (their URLs)."""
+Orders and later jobs that read these outputs link to the same entity ids (their URLs).
+A job with nested processes ran as a Celery workflow: each step (each nested process, and
+the outer one as step 0) is an activity of its own, with its Celery task, worker and times,
+informed by the steps it came after; a nested step generated the entity its output is."""
 from __future__ import annotations
 
 import hashlib
@@ -53,7 +56,22 @@ def job_provenance(row: dict, base_url: str, process_version: str) -> ProvDocume
             'prov:location': ident})
         doc.wasGeneratedBy(entity, activity, row.get('finished'))
         doc.wasAttributedTo(entity, agent)
+    _steps(doc, activity, job_id, (row.get('meta') or {}).get('steps', []))
     return doc
+
+
+def _steps(doc, job, job_id: str, steps: list) -> None:
+    activities = {}
+    for step in steps:                  # depth first: a step comes after those it needs
+        activities[step['step']] = act = doc.activity(
+            f"job:{job_id}/steps/{step['step']}", step['started'], step['finished'], {
+                'prov:type': 'vre:Step', 'vre:process': step['process'],
+                'vre:task': step['task'] or '', 'vre:worker': step['worker']})
+        doc.wasInformedBy(job, act)
+        for n in step['after']:
+            doc.wasInformedBy(act, activities[n])
+        if step.get('output'):
+            doc.wasGeneratedBy(_entity_id(step['output']), act, step['finished'])
 
 
 def _entity_id(url: str) -> str:

@@ -1,20 +1,27 @@
-"""Runs one job inside a Celery worker: claim it, run its process, store its outputs,
-call the subscriber back. Everything it needs is in the job store row.
+"""Runs jobs inside Celery workers: claim the job, run its process, store its outputs, call
+the subscriber back. Everything it needs is in the job store row.
 
-Nested processes (OGC API - Processes Part 3) run inside the same job, before the outer
-process, not as a Celery chain: a task that waits for other tasks deadlocks the embedded
-single worker, and one job keeps one timeout, one heartbeat and one dismiss for the whole
-workflow. Their file outputs are stored in the volatile tier (so they have a URL, a checksum
-and a place in the provenance as entities the outer job used) and read from the job folder.
+Nested processes (OGC API - Processes Part 3) run as their own Celery tasks, composed by the
+manager (processes/manager.py `enqueue`) into a chain or chord ending with the outer
+process: no task waits for another, so one worker with one process runs any workflow. It
+stays one job: the first step claims the row (running), every step beats and says in the
+message which process runs, checks the job is still its own (not dismissed, not re-queued)
+and stops at the job's timeout; a failing step fails the job and ends the workflow. A nested
+step passes its output on as its task result: values as they are, files stored in the
+volatile tier (a URL, a checksum, a place in the provenance as entities the outer job used),
+read by the next step from the tier's file where its worker sees it, else by URL.
 """
 from __future__ import annotations
 
 import base64
+import contextlib
+import datetime as dt
 import hashlib
 import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -23,11 +30,11 @@ from pathlib import Path
 
 import jsonschema
 import requests
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
 from processes.base import STORAGE_INPUTS, InputError, JobContext, Output
 from processes.jobstore import jobs, utcnow
-from processes.manager import HEARTBEAT_SECONDS, CeleryJobManager
+from processes.manager import HEARTBEAT_SECONDS, CeleryJobManager, input_values, is_nested
 from processes import documents
 
 LOGGER = logging.getLogger(__name__)
@@ -42,16 +49,18 @@ class Heartbeat(threading.Thread):
         super().__init__(daemon=True, name='vre-heartbeat')
         self.manager = manager
         self.running: set[str] = set()
+        self.lock = threading.Lock()    # held while stamping: a job taken off is not stamped
 
     def run(self):
         while True:
             time.sleep(HEARTBEAT_SECONDS)
-            for job_id in list(self.running):
-                try:
-                    self.manager.store.update(job_id, only_if_status=['running'],
-                                              heartbeat=utcnow())
-                except Exception:  # a busy database must not kill the job
-                    LOGGER.warning('heartbeat of %s not written', job_id, exc_info=True)
+            with self.lock:
+                for job_id in list(self.running):
+                    try:
+                        self.manager.store.update(job_id, only_if_status=['running'],
+                                                  heartbeat=utcnow())
+                    except Exception:  # a busy database must not kill the job
+                        LOGGER.warning('heartbeat of %s not written', job_id, exc_info=True)
 
 
 def _notify(uri: str | None, body: dict) -> None:
@@ -65,13 +74,67 @@ def _notify(uri: str | None, body: dict) -> None:
 
 @dataclass
 class ChainContext(JobContext):
-    """A JobContext that reads outputs of nested processes from the job folder, not by HTTP."""
+    """A JobContext that reads files of this job (nested outputs, collections) where this
+    worker sees them, not by HTTP; a nested output it does not see is read by its URL,
+    checked against the checksum its step recorded (and not recorded twice)."""
     local: dict = field(default_factory=dict)    # href -> local path
+    made: dict = field(default_factory=dict)     # href of a nested output -> its SHA-256
 
     def input_file(self, value, suffix: str = '') -> Path:
         if isinstance(value, dict) and value.get('href') in self.local:
             return self.local[value['href']]
         return super().input_file(value, suffix)
+
+    def _download(self, href: str, target: Path) -> None:
+        got = self.fetch(href, target)
+        if href in self.made:
+            self.used.remove(got)             # in `used` once, from the step that made it
+            if got['sha256'] != self.made[href]:
+                raise InputError(f'{href} is not the file the nested process made')
+
+
+class Feed:
+    """The results of the nested steps a step comes after, handed out in the order the
+    runner meets the nested inputs (the order the manager numbered them in)."""
+
+    def __init__(self, previous=None):
+        results = previous if isinstance(previous, list) else [previous] if previous else []
+        self._results = iter(results)
+        self.steps = [s for r in results for s in r['steps']]   # their records, depth first
+        self.numbers = [r['n'] for r in results]
+
+    def next(self, name: str) -> dict:
+        result = next(self._results, None)
+        if result is None:
+            raise RuntimeError(f'input "{name}": nested process without its step')
+        return result
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """SoftTimeLimitExceeded after `seconds`: a workflow step gets the job's time left."""
+    if seconds <= 0:
+        raise SoftTimeLimitExceeded()
+    if threading.current_thread() is not threading.main_thread():
+        yield                   # no signals here: the task's own limit and the reaper stop it
+        return
+
+    def expired(_signum, _frame):
+        raise SoftTimeLimitExceeded()
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _step_record(n: int, pid: str, task_id, started, feed: Feed, output=None) -> dict:
+    """Who ran a step of a workflow, when, after which steps, making what (provenance)."""
+    return {'step': n, 'process': pid, 'task': task_id,
+            'worker': f'{socket.gethostname()}:{os.getpid()}', 'started': started.isoformat(),
+            'finished': utcnow().isoformat(), 'after': feed.numbers, 'output': output}
 
 
 MAX_COLLECTION_FEATURES = 100_000
@@ -96,135 +159,213 @@ class JobRunner:
             self._heartbeat.start()
         return self._heartbeat
 
-    def run(self, job_id: str) -> str:
-        store = self.manager.store
-        row = store.get(job_id)
-        if row is None or row['status'] != 'accepted':
-            return 'skipped'          # dismissed, or already claimed by another delivery
-        now = utcnow()
-        claim = dict(status='running', started=now, heartbeat=now, updated=now,
-                     message='running', progress=0,
-                     worker=f'{socket.gethostname()}:{os.getpid()}')
-        if not store.update(job_id, only_if_status=['accepted'],
-                            attempts=jobs.c.attempts + 1, **claim):
-            return 'skipped'
-        row.update(claim, attempts=row['attempts'] + 1)
+    def run(self, job_id: str, previous=None, attempt: int | None = None,
+            task_id: str | None = None) -> str:
+        """The outer process of a job: the job's one task, or (given `attempt`) the last
+        step of its workflow, after the nested steps whose results are `previous`."""
+        row = self._claim(job_id, attempt, 'running')
+        if row is None:
+            return 'skipped'          # dismissed, re-queued, or claimed by another delivery
         request = row['request'] or {}
         subscriber = request.get('subscriber') or {}
-        _notify(subscriber.get('inProgressUri'), documents.status_info(row, self.base_url))
         beating = self.heartbeat.running
         beating.add(job_id)
         workdir = self.manager.output_dir / job_id
+        feed, started = Feed(previous), utcnow()
         try:
-            processor = self.manager.get_processor(row['process_id'])
-            inputs = documents.inputs_with_defaults(processor.metadata, request.get('inputs') or {})
-            target = {k: inputs.pop(k, None) for k in STORAGE_INPUTS}
-            ctx = ChainContext(job_id=job_id, user=row['owner'], workdir=workdir,
-                               max_input_bytes=self.max_input_bytes,
-                               report=self._reporter(job_id),
-                               store=lambda files: self._store_files(row, files, target))
-            workdir.mkdir(parents=True, exist_ok=True)
-            inputs = self._resolve(row, processor.metadata, inputs, ctx, [0])
-            outputs = processor.run(inputs, ctx)
-            results = self._store_outputs(row, processor.metadata, outputs,
-                                          request.get('outputs'), workdir, target)
-        except SoftTimeLimitExceeded:
-            return self._fail(row, f"timed out after {row['timeout']:g} s", subscriber)
-        except InputError as err:   # the caller's mistake (bad file, empty cut)
-            return self._fail(row, str(err), subscriber, 400)
+            with self._time_left(row, attempt):
+                processor = self.manager.get_processor(row['process_id'])
+                inputs = documents.inputs_with_defaults(processor.metadata,
+                                                        request.get('inputs') or {})
+                target = {k: inputs.pop(k, None) for k in STORAGE_INPUTS}
+                ctx = ChainContext(job_id=job_id, user=row['owner'], workdir=workdir,
+                                   max_input_bytes=self.max_input_bytes,
+                                   report=self._reporter(job_id))
+                workdir.mkdir(parents=True, exist_ok=True)
+                inputs = self._resolve(processor.metadata, inputs, ctx, feed)
+                outputs = processor.run(inputs, ctx)
+                results = self._store_outputs(row, processor.metadata, outputs,
+                                              request.get('outputs'), workdir, target)
         except Exception as err:
-            LOGGER.exception('job %s failed', job_id)
-            return self._fail(row, f'process error: {type(err).__name__}: {err}', subscriber)
+            return self._failed(row, err, subscriber)
         finally:
             beating.discard(job_id)
         meta = dict(row.get('meta') or {}, used=ctx.used)
-        if not store.update(job_id, only_if_status=['running'], status='successful',
-                            finished=utcnow(), progress=100, message='done', results=results,
-                            meta=meta):
+        if attempt is not None:
+            meta['steps'] = feed.steps + [_step_record(0, row['process_id'], task_id,
+                                                       started, feed)]
+        if not self.manager.store.update(job_id, only_if_status=['running'], status='successful',
+                                         finished=utcnow(), progress=100, message='done',
+                                         results=results, meta=meta):
             shutil.rmtree(workdir, ignore_errors=True)   # dismissed while running
             return 'dismissed'
         _notify(subscriber.get('successUri'), documents.results_document(results))
         return 'successful'
 
+    def run_nested(self, job_id: str, attempt: int, step: dict, previous=None,
+                   task_id: str | None = None) -> dict:
+        """One nested process of a workflow (`step` from the manager's `nested_steps`); its
+        output, for the step after it, is the task's result. Raises Celery's Ignore to end
+        the workflow: the job failed here, or is no longer this workflow's."""
+        pid = step['process']
+        row = self._claim(job_id, attempt, f'running nested process {pid}')
+        if row is None:
+            raise Ignore()
+        heartbeat = self.heartbeat
+        heartbeat.running.add(job_id)
+        feed, started = Feed(previous), utcnow()
+        try:
+            with self._time_left(row, attempt):
+                result = self._run_nested(row, step, feed)
+        except Exception as err:
+            self._failed(row, err, (row['request'] or {}).get('subscriber') or {})
+            raise Ignore() from None
+        finally:
+            with heartbeat.lock:
+                heartbeat.running.discard(job_id)
+        # until the next step starts, silence is no lost worker: the broker holds the step,
+        # and the job's timeout still bounds the wait
+        deadline = row['started'] + dt.timedelta(seconds=row['timeout'] or
+                                                 self.manager.default_timeout)
+        if not self.manager.store.update(job_id, only_if_status=['running'], heartbeat=deadline,
+                                         message=f'nested process {pid} done'):
+            raise Ignore()                  # dismissed (or timed out) meanwhile
+        result['steps'] = feed.steps + [_step_record(step['n'], pid, task_id, started, feed,
+                                                     result['used'][-1]['href'])]
+        return result
+
+    def _claim(self, job_id: str, attempt: int | None, message: str) -> dict | None:
+        """The job row, once this task may run it: it claimed the accepted job (the job's
+        task or the first step of its workflow), or, as a later step (`attempt` given), the
+        job is running that attempt of the workflow. None: leave the job alone."""
+        store = self.manager.store
+        row = store.get(job_id)
+        if row is None:
+            return None
+        now = utcnow()
+        worker = f'{socket.gethostname()}:{os.getpid()}'
+        if row['status'] == 'accepted' and (attempt is None or row['attempts'] == attempt - 1):
+            claim = dict(status='running', started=now, heartbeat=now, updated=now,
+                         message=message, progress=0, worker=worker)
+            if store.update(job_id, only_if_status=['accepted'],
+                            attempts=jobs.c.attempts + 1, **claim):
+                row.update(claim, attempts=row['attempts'] + 1)
+                subscriber = (row['request'] or {}).get('subscriber') or {}
+                _notify(subscriber.get('inProgressUri'),
+                        documents.status_info(row, self.base_url))
+                return row
+            if attempt is None:
+                return None
+            row = store.get(job_id) or {}       # another step of the workflow claimed it
+        if attempt is None or row.get('status') != 'running' or row['attempts'] != attempt:
+            return None
+        later = dict(heartbeat=now, message=message, progress=0, worker=worker)
+        if not store.update(job_id, only_if_status=['running'], **later):
+            return None
+        row.update(later)
+        return row
+
+    def _time_left(self, row, attempt):
+        """A workflow step stops when the job's time is up (the job's one task has Celery's
+        soft time limit for that)."""
+        if attempt is None:
+            return contextlib.nullcontext()
+        timeout = row['timeout'] or self.manager.default_timeout
+        return _time_limit(timeout - (utcnow() - row['started']).total_seconds())
+
+    def _failed(self, row, err: Exception, subscriber) -> str:
+        if isinstance(err, SoftTimeLimitExceeded):
+            return self._fail(row, f"timed out after {row['timeout']:g} s", subscriber)
+        if isinstance(err, InputError):     # the caller's mistake (bad file, empty cut)
+            return self._fail(row, str(err), subscriber, 400)
+        LOGGER.exception('job %s failed', row['job_id'])
+        return self._fail(row, f'process error: {type(err).__name__}: {err}', subscriber)
+
     # -- Part 3: nested processes and collection inputs --------------------------------
-    def _resolve(self, row, metadata: dict, inputs: dict, ctx: ChainContext, counter) -> dict:
-        """Inputs with every nested process run and every collection fetched (depth first)."""
-        out = {}
-        for name, value in inputs.items():
-            spec = metadata.get('inputs', {}).get(name, {})
-            schema = spec.get('schema') or {}
-            many = isinstance(value, list) and schema.get('type') != 'array'
-            values = [self._resolve_one(row, name, schema, v, ctx, counter)
-                      for v in (value if many else [value])]
-            out[name] = values if many else values[0]
+    def _resolve(self, metadata: dict, inputs: dict, ctx: ChainContext, feed: Feed) -> dict:
+        """Inputs with the result of each nested process in place (from `feed`) and every
+        collection fetched."""
+        out = {name: [] if isinstance(value, list) else value for name, value in inputs.items()}
+        for name, schema, index, value in input_values(inputs, metadata):
+            if is_nested(value, schema):
+                value = self._nested_value(name, schema, feed.next(name), ctx)
+            elif isinstance(value, dict) and 'collection' in value \
+                    and schema.get('type') != 'object':
+                value = self._collection(name, schema, value, ctx)
+            if index is None:
+                out[name] = value
+            else:
+                out[name].append(value)
         return out
 
-    def _resolve_one(self, row, name, schema, value, ctx, counter):
-        if not isinstance(value, dict) or schema.get('type') == 'object':
-            return value
-        if 'process' in value:
-            return self._run_nested(row, name, schema, value, ctx, counter)
-        if 'collection' in value:
-            return self._collection(name, schema, value, ctx)
-        return value
-
-    def _run_nested(self, row, name, schema, nested, ctx, counter):
-        prefix = f'{self.base_url}/processes/'
-        pid = nested['process'][len(prefix):].split('?')[0].rstrip('/')
-        pid = pid[:-len('/execution')] if pid.endswith('/execution') else pid
-        if not nested['process'].startswith(prefix) or pid not in self.manager.processes:
+    def _run_nested(self, row, step: dict, feed: Feed) -> dict:
+        """Run one nested process; its selected output as a task result (a value, or the
+        URL, checksum and tier file of a file in the volatile tier) with what it used."""
+        n, pid, job_id = step['n'], step['process'], row['job_id']
+        nested = row['request']
+        for name, index in step['path']:
+            nested = nested['inputs'][name] if index is None else nested['inputs'][name][index]
+        if not str(nested['process']).startswith(f'{self.base_url}/processes/') \
+                or pid not in self.manager.processes:
             raise InputError(f'input "{name}": {nested["process"]} is not a process here')
         processor = self.manager.get_processor(pid)
-        counter[0] += 1
-        sub = ctx.workdir / f'nested-{counter[0]}-{pid}'
-        sub.mkdir(parents=True, exist_ok=True)
+        workdir = self.manager.output_dir / job_id / f'nested-{n}-{pid}'
+        workdir.mkdir(parents=True, exist_ok=True)
         inputs = documents.inputs_with_defaults(processor.metadata, nested.get('inputs') or {})
         for k in STORAGE_INPUTS:
             inputs.pop(k, None)
-        inputs = self._resolve(row, processor.metadata, inputs, ctx, counter)
-        report = ctx.report
-        nested_ctx = ChainContext(job_id=ctx.job_id, user=ctx.user, workdir=sub,
-                                  max_input_bytes=ctx.max_input_bytes, used=ctx.used,
-                                  report=lambda p, m: report(0, f'nested {pid}: {m or p}'),
-                                  local=ctx.local)
-        ctx.progress(0, f'running nested process {pid}')
+        report = self._reporter(job_id)
+        ctx = ChainContext(job_id=job_id, user=row['owner'], workdir=workdir,
+                           max_input_bytes=self.max_input_bytes,
+                           report=lambda p, m: report(0, f'nested {pid}: {m or p}'))
+        inputs = self._resolve(processor.metadata, inputs, ctx, feed)
         try:
             out_name = documents.selected_output(processor.metadata, nested)
         except documents.APIError as err:         # checked at submission; WPS jobs are not
             raise InputError(f'input "{name}": {err.detail}') from None
-        result = processor.run(inputs, nested_ctx).get(out_name)
+        result = processor.run(inputs, ctx).get(out_name)
         if result is None:
             raise InputError(f'input "{name}": nested {pid} gave no output "{out_name}"')
-        href = f"{self.base_url}/jobs/{row['job_id']}#nested-{counter[0]}-{pid}-{out_name}"
-        media = result.media_type
+        out = {'n': n, 'process': pid, 'output': out_name, 'mediaType': result.media_type}
         if result.path is not None:
             stored = self._store_outputs(
                 row, processor.metadata, {out_name: result},
-                {out_name: {'transmissionMode': 'reference'}}, sub,
-                {'output_tier': 'volatile',
-                 'output_folder': f"jobs/{row['job_id']}/nested-{counter[0]}"})[out_name]
+                {out_name: {'transmissionMode': 'reference'}}, workdir,
+                {'output_tier': 'volatile', 'output_folder': f'jobs/{job_id}/nested-{n}'}
+            )[out_name]
             local = Path(stored['path'])          # the tier took the file over
             href, digest, size = stored['href'], stored['sha256'], local.stat().st_size
-            ctx.local[href] = local
-            value = {'href': href, 'type': media}
+            out.update(href=href, path=str(local))
         else:
+            href = f'{self.base_url}/jobs/{job_id}#nested-{n}-{pid}-{out_name}'
             data = json.dumps(result.value, sort_keys=True).encode()
             digest, size = hashlib.sha256(data).hexdigest(), len(data)
-            value = result.value
-            if documents.is_file_input(schema):        # a value feeding a file input: a JSON/text file
-                value = {'value': result.value if isinstance(result.value, str)
-                         else json.dumps(result.value), 'encoding': 'utf-8',
-                         'mediaType': media}
-            else:
-                try:
-                    jsonschema.validate(value, {k: v for k, v in schema.items()
-                                                if k not in ('contentMediaType',
-                                                             'contentEncoding')})
-                except jsonschema.ValidationError as err:
-                    raise InputError(f'input "{name}": the output "{out_name}" of nested '
-                                     f'{pid} does not fit: {err.message}') from None
-        ctx.used.append({'href': href, 'sha256': digest, 'bytes': size, 'mediaType': media,
-                         'process': pid, 'output': out_name})
+            out['value'] = result.value
+        ctx.used.append({'href': href, 'sha256': digest, 'bytes': size,
+                         'mediaType': result.media_type, 'process': pid, 'output': out_name})
+        out['used'] = ctx.used
+        return out
+
+    def _nested_value(self, name, schema, result: dict, ctx: ChainContext):
+        """The value an input gets from the result of its nested step: a file by its URL
+        (read from the tier's file when this worker sees it), or a value fitted to the
+        input's schema."""
+        ctx.used.extend(result['used'])
+        if 'href' in result:
+            ctx.made[result['href']] = result['used'][-1]['sha256']
+            if Path(result['path']).is_file():
+                ctx.local[result['href']] = Path(result['path'])
+            return {'href': result['href'], 'type': result['mediaType']}
+        value = result['value']
+        if documents.is_file_input(schema):        # a value feeding a file input: a JSON/text file
+            return {'value': value if isinstance(value, str) else json.dumps(value),
+                    'encoding': 'utf-8', 'mediaType': result['mediaType']}
+        try:
+            jsonschema.validate(value, {k: v for k, v in schema.items()
+                                        if k not in ('contentMediaType', 'contentEncoding')})
+        except jsonschema.ValidationError as err:
+            raise InputError(f'input "{name}": the output "{result["output"]}" of nested '
+                             f'{result["process"]} does not fit: {err.message}') from None
         return value
 
     def _collection(self, name, schema, value, ctx):

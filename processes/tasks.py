@@ -1,4 +1,5 @@
-"""Celery tasks of the job system: run a job, and reap jobs of dead workers periodically."""
+"""Celery tasks of the job system: run a job (one task, or the steps of a workflow of
+nested processes, composed by processes/manager.py), and reap jobs of dead workers."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -26,6 +27,19 @@ def _runner():
 @celery_app.task(name='processes.tasks.run_job', ignore_result=True)  # the job store has it
 def run_job(job_id: str) -> str:
     return _runner().run(job_id)
+
+
+# Steps of a workflow: keyword arguments only, as Celery puts the result of the steps before
+# (one, or a list after a chord) first. A nested step's result feeds the next step (and a
+# chord needs it in the result backend); the outer step's says whether it ran.
+@celery_app.task(name='processes.tasks.run_nested', bind=True)
+def run_nested(self, previous=None, *, job_id: str, attempt: int, step: dict) -> dict:
+    return _runner().run_nested(job_id, attempt, step, previous, task_id=self.request.id)
+
+
+@celery_app.task(name='processes.tasks.run_outer', bind=True)
+def run_outer(self, previous=None, *, job_id: str, attempt: int) -> str:
+    return _runner().run(job_id, previous, attempt, task_id=self.request.id)
 
 
 @celery_app.task(name='processes.tasks.reap_jobs', ignore_result=True)
