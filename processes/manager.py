@@ -135,8 +135,11 @@ class CeleryJobManager(BaseManager):
         tag = f"{row['job_id']}.{row['attempts']}"
         steps = self.nested_steps(row)
         if not steps:
+            # ignore_result: the job store has the outcome; without it the sender subscribes
+            # to the task's result channel on Redis for every job
             self.celery.send_task(RUN_TASK, args=[row['job_id']], task_id=tag,
-                                  soft_time_limit=timeout, time_limit=timeout + 10)
+                                  soft_time_limit=timeout, time_limit=timeout + 10,
+                                  ignore_result=True)
             return
         from celery import chain, chord, group
         # every step gets the whole timeout here; a step stops itself when the job's time is
