@@ -20,13 +20,14 @@ import json
 import queue
 import threading
 import time
+import urllib.request
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-import requests
 import sqlalchemy as sa
+import urllib3
 
 from processes.base import FetchError, InputError, JobContext, Output, VREProcess
 
@@ -207,16 +208,12 @@ class OrderProcess(VREProcess):
         folder.mkdir(parents=True, exist_ok=True)
         down: dict[str, str] = {}
         lock = threading.Lock()
-        local = threading.local()      # one HTTP session per fetching thread (keep-alive)
-        sessions = []
+        pools = Pools(max(1, self.parallel))
 
         def one(n_id):
             n, gid = n_id
-            if not hasattr(local, 'session'):
-                local.session = requests.Session()
-                sessions.append(local.session)
             return self._fetch_one(gid, rows.get(gid), sources, folder / str(n), ctx,
-                                   down, lock, local.session)
+                                   down, lock, pools)
 
         entries = []
         try:
@@ -226,8 +223,7 @@ class OrderProcess(VREProcess):
                     ctx.progress(90 * len(entries) // len(ids),
                                  f'{len(entries)} of {len(ids)} granules')
         finally:
-            for session in sessions:
-                session.close()
+            pools.clear()
         delivered = [(n, e) for n, e in enumerate(entries) if e['status'] == 'delivered']
         if not delivered:
             reasons = '; '.join(f"{e['granule']}: {e['error']}" for e in entries[:MAX_LISTED])
@@ -256,7 +252,7 @@ class OrderProcess(VREProcess):
                 'manifest': Output(value=value)}
 
     def _fetch_one(self, gid, row, sources, target: Path, ctx, down, lock,
-                   session) -> dict:
+                   pools) -> dict:
         entry = {'granule': gid, 'status': 'failed'}
         if row is None:
             return dict(entry, error='no longer in the index')
@@ -270,7 +266,7 @@ class OrderProcess(VREProcess):
             if row['bdi'] in down:
                 return dict(entry, error=f"BDI {row['bdi']} is down: {down[row['bdi']]}")
         try:
-            used = self._read(row, source, target, ctx, session)
+            used = self._read(row, source, target, ctx, pools)
         except FetchError as err:
             target.unlink(missing_ok=True)
             if err.retry:
@@ -287,7 +283,7 @@ class OrderProcess(VREProcess):
         entry['status'] = 'delivered'
         return entry
 
-    def _read(self, row, source: str, target: Path, ctx: JobContext, session) -> dict:
+    def _read(self, row, source: str, target: Path, ctx: JobContext, pools) -> dict:
         """The granule's bytes from its BDI, retried with back-off while it may recover."""
         kind, _, base = source.partition(' ')
         if kind == 'mirror':
@@ -295,7 +291,7 @@ class OrderProcess(VREProcess):
         href = urljoin(base.rstrip('/') + '/', (row['path'] or '').lstrip('/'))
         for attempt in range(self.retries + 1):
             try:
-                used = fetch(session, href, target, self.max_bytes, (10, self.read_timeout))
+                used = fetch(pools, href, target, self.max_bytes, (10, self.read_timeout))
                 ctx.used.append(used)
                 return used
             except FetchError as err:
@@ -370,36 +366,77 @@ class _Digest:
         return self.sha.hexdigest()
 
 
-def fetch(session: requests.Session, href: str, target: Path, limit: int, timeout) -> dict:
+class Pools:
+    """urllib3 connection pools shared by the fetching threads (keep-alive per host; a
+    tenth of the CPU requests spends per request, which counts for 1,000 small granules),
+    through the proxy the environment names (http_proxy, https_proxy, no_proxy)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.proxies = urllib.request.getproxies()
+        self.direct = urllib3.PoolManager(maxsize=size)
+        self.via: dict[str, urllib3.ProxyManager] = {}
+
+    def for_url(self, url: str) -> urllib3.PoolManager:
+        parts = urlsplit(url)
+        proxy = self.proxies.get(parts.scheme)
+        if not proxy or urllib.request.proxy_bypass(parts.hostname or ''):
+            return self.direct
+        if proxy not in self.via:
+            self.via[proxy] = urllib3.ProxyManager(proxy, maxsize=self.size)
+        return self.via[proxy]
+
+    def clear(self) -> None:
+        for pool in [self.direct, *self.via.values()]:
+            pool.clear()
+
+
+# redirects followed; failures are not retried here but by OrderProcess._read, with back-off
+RETRY = urllib3.Retry(total=None, connect=0, read=0, redirect=5, status=0, other=0)
+
+
+def fetch(pools: Pools, href: str, target: Path, limit: int, timeout) -> dict:
     """Stream an http(s) URL to `target`, SHA-256 computed on the way: {href, sha256, bytes,
     mediaType}. Raises FetchError (`retry` when the server may answer later)."""
     if not href.startswith(('http://', 'https://')):
         raise FetchError('only http(s) references can be read')
     try:
-        with session.get(href, stream=True, timeout=timeout) as resp:
-            if resp.status_code != 200:
-                raise FetchError(f'{href} answered HTTP {resp.status_code}',
-                                 retry=resp.status_code >= 500 or resp.status_code == 429)
-            length = resp.headers.get('Content-Length', '')
-            length = int(length) if length.isdigit() else None
-            if length is not None and length > limit:
-                raise FetchError(f'{href} is larger than the limit ({limit} bytes)')
-            digest = _Digest(length is None or length > HASH_THREAD_AT)
-            size = 0
-            try:
-                with target.open('wb') as fh:
-                    for chunk in resp.iter_content(CHUNK):
-                        size += len(chunk)
-                        if size > limit:
-                            raise FetchError(f'{href} is larger than the limit ({limit} bytes)')
-                        fh.write(chunk)
-                        digest.update(chunk)
-            finally:
-                sha256 = digest.hexdigest()
-            return {'href': href, 'sha256': sha256, 'bytes': size,
-                    'mediaType': resp.headers.get('Content-Type')}
-    except requests.RequestException as err:
-        raise FetchError(f'{href} could not be read: {type(err).__name__}', retry=True) from None
+        resp = pools.for_url(href).request(
+            'GET', href, preload_content=False, retries=RETRY,
+            timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]))
+    except urllib3.exceptions.HTTPError as err:
+        reason = getattr(err, 'reason', None) or err
+        raise FetchError(f'{href} could not be read: {type(reason).__name__}', True) from None
+    done = False
+    try:
+        if resp.status != 200:
+            raise FetchError(f'{href} answered HTTP {resp.status}',
+                             retry=resp.status >= 500 or resp.status == 429)
+        length = resp.headers.get('Content-Length', '')
+        length = int(length) if length.isdigit() else None
+        if length is not None and length > limit:
+            raise FetchError(f'{href} is larger than the limit ({limit} bytes)')
+        digest = _Digest(length is None or length > HASH_THREAD_AT)
+        size = 0
+        try:
+            with target.open('wb') as fh:
+                for chunk in resp.stream(CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise FetchError(f'{href} is larger than the limit ({limit} bytes)')
+                    fh.write(chunk)
+                    digest.update(chunk)
+        finally:
+            sha256 = digest.hexdigest()
+        done = True
+        return {'href': href, 'sha256': sha256, 'bytes': size,
+                'mediaType': resp.headers.get('Content-Type')}
+    except urllib3.exceptions.HTTPError as err:
+        raise FetchError(f'{href} could not be read: {type(err).__name__}', True) from None
+    finally:
+        if not done:
+            resp.close()           # a half-read answer: its connection is not reused
+        resp.release_conn()
 
 
 def order_provenance(doc, row: dict, activity) -> None:

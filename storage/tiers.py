@@ -17,9 +17,10 @@ import mimetypes
 import os
 import secrets
 import shutil
+import stat
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
@@ -72,6 +73,9 @@ class StoredFile:
         d = {k: v for k, v in asdict(self).items() if v is not None and k not in ('token', 'local')}
         d['type'] = 'file'
         return d
+
+
+STORED_FIELDS = {f.name for f in fields(StoredFile)}
 
 
 def guess_type(path: str, given: str | None) -> str:
@@ -203,6 +207,16 @@ def _place(files: list, targets: list[Path], what: str, fsync: bool) -> list[tup
             target.unlink(missing_ok=True)
         raise
     return placed
+
+
+def _stored_files(rows: list[dict], targets: list[Path]) -> list[StoredFile]:
+    """StoredFiles of catalogue rows inserted as dicts (one executemany, no ORM objects)."""
+    out = []
+    for row, target in zip(rows, targets):
+        f = StoredFile(**{k: v for k, v in row.items() if k in STORED_FIELDS})
+        f.local = target
+        out.append(f)
+    return out
 
 
 class Tier:
@@ -632,13 +646,22 @@ class Dataspace(Tier):
         commit once per file). Over quota: nothing is stored."""
         meta = _meta(meta)
         files = _distinct(files)
-        targets = [self.local_path(owner, path, allow_root=False) for path, *_ in files]
-        rels = [clean_path(path) for path, *_ in files]
+        rels = [clean_path(path, allow_root=False) for path, *_ in files]
+        # each folder is checked once (not one realpath per file): a renamed file replaces
+        # a symlink in its place rather than following it, so the folders are what matter
+        folders = {rel.rpartition('/')[0] for rel in rels}
+        real = {f: self.local_path(owner, f) for f in folders}
+        targets = [real[rel.rpartition('/')[0]] / rel.rpartition('/')[2] for rel in rels]
+        old = 0
         for rel, target in zip(rels, targets):
-            if target.is_dir():
+            try:
+                st = os.lstat(target)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
                 raise Conflict(f'{rel} is a folder')
+            old += st.st_size
         sizes = [os.stat(src).st_size for _, src, _, _ in files]
-        old = sum(t.stat().st_size for t in targets if t.is_file())
         room = self.cfg.quota - (self.usage(owner) - old)
         if sum(sizes) > room:
             raise QuotaExceeded(f'{sum(sizes)} bytes do not fit: {max(room, 0)} bytes left '
@@ -650,21 +673,17 @@ class Dataspace(Tier):
                 raise Conflict(f'a parent of {parent.name} is a file, not a folder') from None
         placed = _place(files, targets, f'dataspace/{owner}', self.cfg.dataspace_fsync)
         now = time.time()
-        rows = [FileRow(tier=self.name, owner=owner, path=rel, version=1, size=size,
-                        sha256=sha, media_type=guess_type(rel, media), author=author or owner,
-                        created=now, **meta)
+        rows = [dict(tier=self.name, owner=owner, path=rel, version=1, size=size, sha256=sha,
+                     media_type=guess_type(rel, media), author=author or owner, created=now,
+                     **meta)
                 for rel, (_, _, media, _), (size, sha) in zip(rels, files, placed)]
         with self.cat.session() as s, s.begin():
             for i in range(0, len(rels), 500):
                 s.execute(FileRow.__table__.delete().where(
                     FileRow.tier == self.name, FileRow.owner == owner,
                     FileRow.path.in_(rels[i:i + 500])))
-            s.add_all(rows)
-        out = []
-        for row, target in zip(rows, targets):
-            out.append(StoredFile.from_row(row))
-            out[-1].local = target
-        return out
+            s.execute(FileRow.__table__.insert(), rows)
+        return _stored_files(rows, targets)
 
     def stat(self, owner, path, version=None) -> StoredFile:
         p = self.local_path(owner, path)
@@ -781,16 +800,15 @@ class Volatile(Tier):
             parent.mkdir(parents=True, exist_ok=True)
         placed = _place(files, targets, 'the volatile tier', self.cfg.volatile_fsync)
         now = time.time()
-        rows = [FileRow(tier=self.name, owner=owner, path=key, version=1, size=size,
-                        sha256=sha, media_type=guess_type(name, media), author=author or owner,
-                        created=now, expires=now + self.cfg.default_ttl, blob=name, **meta)
+        rows = [dict(tier=self.name, owner=owner, path=key, version=1, size=size, sha256=sha,
+                     media_type=guess_type(name, media), author=author or owner, created=now,
+                     expires=now + self.cfg.default_ttl, blob=name, **meta)
                 for key, name, (_, _, media, _), (size, sha) in zip(keys, names, files, placed)]
         with self.cat.session() as s, s.begin():
-            s.add_all(rows)
-        out = []
-        for row, token, target in zip(rows, tokens, targets):
-            out.append(self._stored(row, token))
-            out[-1].local = target
+            s.execute(FileRow.__table__.insert(), rows)
+        out = _stored_files(rows, targets)
+        for f, name, token in zip(out, names, tokens):
+            f.path, f.token = name, token
         return out
 
     def _stored(self, row, token=None) -> StoredFile:

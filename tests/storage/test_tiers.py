@@ -372,6 +372,13 @@ def test_put_many_over_quota_or_twice_the_same_path_stores_nothing(tiers, tmp_pa
             tier.put_many('alice', twice)
         assert all(local.exists() for _, local, *_ in files)
     assert tiers.dataspace.list('alice') == []
+    outside = tmp_path / 'outside'                       # a folder leading out of the space
+    outside.mkdir()
+    tiers.dataspace.space_root('alice').mkdir(parents=True, exist_ok=True)
+    os.symlink(outside, tiers.dataspace.space_root('alice') / 'out')
+    with pytest.raises(NotFound):
+        tiers.dataspace.put_many('alice', [('out/x.nc', files[1][1], None, None)])
+    assert list(outside.iterdir()) == [] and files[1][1].exists()
 
 
 def test_volatile_put_many_one_capability_each(tiers, tmp_path):
