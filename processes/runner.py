@@ -180,7 +180,8 @@ class JobRunner:
                 target = {k: inputs.pop(k, None) for k in STORAGE_INPUTS}
                 ctx = ChainContext(job_id=job_id, user=row['owner'], workdir=workdir,
                                    max_input_bytes=self.max_input_bytes,
-                                   report=self._reporter(job_id))
+                                   report=self._reporter(job_id),
+                                   store=lambda files: self._store_files(row, files, target))
                 workdir.mkdir(parents=True, exist_ok=True)
                 inputs = self._resolve(processor.metadata, inputs, ctx, feed)
                 outputs = processor.run(inputs, ctx)
