@@ -231,21 +231,25 @@ class OrderProcess(VREProcess):
         manifest = {'order': ctx.job_id, 'granules': entries,
                     'delivered': len(delivered), 'failed': len(entries) - len(delivered),
                     'bdis_down': down}
+        # the stored manifest names each file by its path next to it (`file`: right in the
+        # folder, in the zip and in a pushed copy); the job's manifest adds the URLs the tier
+        # gave them (`href`, known once stored: volatile ones are random)
         data = manifest_bytes(manifest)
         (ctx.workdir / 'manifest.json').write_bytes(data)
         ctx.progress(92, 'storing')
-        stored = store(
-            [(e['file'], folder / str(n), FORMAT_MEDIA.get(e['format'],
-                                                           'application/octet-stream'),
-              e['sha256']) for n, e in delivered]
-            + [('manifest.json', ctx.workdir / 'manifest.json', 'application/json',
-                hashlib.sha256(data).hexdigest())])
-        hrefs = {id(e): f['href'] for (_, e), f in zip(delivered, stored)}
+        files = [(e['file'], folder / str(n),
+                  FORMAT_MEDIA.get(e['format'], 'application/octet-stream'), e['sha256'])
+                 for n, e in delivered]
+        files.append(('manifest.json', ctx.workdir / 'manifest.json', 'application/json',
+                      hashlib.sha256(data).hexdigest()))
+        stored = store(files)
+        hrefs = {e['granule']: f['href'] for (_, e), f in zip(delivered, stored)}
         last = stored[-1]
-        value = dict(manifest, granules=[dict(e, href=hrefs[id(e)]) if id(e) in hrefs else e
-                                         for e in entries],
+        value = dict(manifest, granules=[dict(e, href=hrefs[e['granule']])
+                                         if e['granule'] in hrefs else e for e in entries],
                      manifest_file={'href': last['href'], 'sha256': last['sha256'],
                                     'bytes': last['size']})
+        # this server's URL starts every URL of its tiers (the context has no base URL)
         download = f"{last['href'].split('/storage/', 1)[0]}/orders/{ctx.job_id}/download"
         return {'order': Output(value={'href': download, 'type': 'application/zip'}),
                 'manifest': Output(value=value)}
