@@ -200,7 +200,8 @@ class OrderProcess(VREProcess):
         ids = list(dict.fromkeys(inputs.get('granules') or []))
         if not ids:
             raise InputError('the basket is empty')
-        store = ctx.store or (lambda files: _store_in_worker(ctx.job_id, files))
+        if ctx.store is None:
+            raise OrderFailed('orders are delivered into a storage tier; this run has none')
         rows = granule_rows(self.index, ids)
         sources = bdi_sources(self.index)
         folder = ctx.workdir / 'granules'
@@ -242,7 +243,7 @@ class OrderProcess(VREProcess):
                  for n, e in delivered]
         files.append(('manifest.json', ctx.workdir / 'manifest.json', 'application/json',
                       hashlib.sha256(data).hexdigest()))
-        stored = store(files)
+        stored = ctx.store(files)
         hrefs = {e['granule']: f['href'] for (_, e), f in zip(delivered, stored)}
         last = stored[-1]
         value = dict(manifest, granules=[dict(e, href=hrefs[e['granule']])
@@ -324,21 +325,6 @@ class OrderProcess(VREProcess):
         return got, None
 
 
-def _store_in_worker(job_id: str, files: list) -> list[dict]:
-    """What `ctx.store` does, for a runner that does not pass it (processes/runner.py lost
-    `store=` in f1c64f1): the worker's runner puts the files into the job's tier and folder.
-    To be removed once the runner gives every job its `store` again."""
-    from processes import documents
-    from processes.base import STORAGE_INPUTS
-    from processes.tasks import _runner
-    runner = _runner()
-    row = runner.manager.store.get(job_id)
-    inputs = documents.inputs_with_defaults(
-        runner.manager.get_processor(row['process_id']).metadata,
-        (row['request'] or {}).get('inputs') or {})
-    return runner._store_files(row, files, {k: inputs.get(k) for k in STORAGE_INPUTS})
-
-
 def manifest_bytes(manifest: dict) -> bytes:
     return json.dumps(manifest, indent=1).encode()
 
@@ -385,9 +371,9 @@ class _Digest:
 
 
 class Pools:
-    """urllib3 connection pools shared by the fetching threads (keep-alive per host; a
-    tenth of the CPU requests spends per request, which counts for 1,000 small granules),
-    through the proxy the environment names (http_proxy, https_proxy, no_proxy)."""
+    """urllib3 connection pools shared by the fetching threads (keep-alive per host; half
+    the CPU requests spends per request, which counts for 1,000 small granules), through
+    the proxy the environment names (http_proxy, https_proxy, no_proxy)."""
 
     def __init__(self, size: int):
         self.size = size
