@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import base64
 import shutil
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import requests
 from pygeoapi.process.base import BaseProcessor
 
 
@@ -32,10 +30,12 @@ class FetchError(InputError):
 
 @dataclass
 class Output:
-    """One output of a run: a JSON-able value, or a file written in the job's folder."""
+    """One output of a run: a JSON-able value, a file written in the job's folder, or a
+    reference the process made itself (`href`, e.g. an order's zip made when downloaded)."""
     value: Any = None
     path: Path | None = None
     media_type: str = 'application/json'
+    href: str | None = None
 
 
 @dataclass
@@ -50,6 +50,7 @@ class JobContext:
     # sha256, size}]: files a process delivers one by one (an order's granules) put into the
     # job's output tier and folder in one go, taken over (renamed) by a local tier
     store: Callable[[list], list] | None = None
+    base_url: str = ''            # the server's public URL, for references a process makes
 
     def progress(self, percent: int, message: str = '') -> None:
         self.report(int(max(0, min(100, percent))), message)
@@ -79,32 +80,10 @@ class JobContext:
               timeout=(10, 120)) -> dict:
         """Stream an http(s) URL to `target`, checksumming on the way; the read is recorded
         in `used` (provenance). Raises FetchError; bounded by `timeout` and `limit` bytes."""
-        if not href.startswith(('http://', 'https://')):
-            raise FetchError('only http(s) references can be read (file:// and others are '
-                             'not allowed)')
-        limit = limit or self.max_input_bytes
-        try:
-            with requests.get(href, stream=True, timeout=timeout) as resp:
-                if resp.status_code != 200:
-                    raise FetchError(f'{href} answered HTTP {resp.status_code}',
-                                     retry=resp.status_code >= 500 or resp.status_code == 429)
-                size = 0
-                digest = hashlib.sha256()
-                with target.open('wb') as fh:
-                    for chunk in resp.iter_content(1 << 20):
-                        size += len(chunk)
-                        if size > limit:
-                            raise FetchError(f'{href} is larger than the input limit '
-                                             f'({limit} bytes)')
-                        digest.update(chunk)
-                        fh.write(chunk)
-                used = {'href': href, 'sha256': digest.hexdigest(), 'bytes': size,
-                        'mediaType': resp.headers.get('Content-Type')}
-                self.used.append(used)
-                return used
-        except requests.RequestException as err:
-            raise FetchError(f'{href} could not be read: {type(err).__name__}',
-                             retry=True) from None
+        from processes.fetch import fetch, shared_pools
+        used = fetch(shared_pools(), href, target, limit or self.max_input_bytes, timeout)
+        self.used.append(used)
+        return used
 
 
 TIERS = ['volatile', 'workspace', 'dataspace']

@@ -17,19 +17,17 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import queue
 import threading
 import time
-import urllib.request
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import sqlalchemy as sa
-import urllib3
 
 from processes.base import FetchError, InputError, JobContext, Output, VREProcess
+from processes.fetch import Pools, fetch
 
 SUFFIX_FORMATS = {'.nc': 'netcdf', '.json': 'json', '.zip': 'zip', '.xml': 'xml',
                   '.csv': 'table', '.tsv': 'table', '.txt': 'table'}
@@ -38,8 +36,6 @@ FORMAT_SUFFIX = {'netcdf': '.nc', 'json': '.json', 'zip': '.zip', 'xml': '.xml',
                  'table': '.txt'}
 FORMAT_MEDIA = {'netcdf': 'application/x-netcdf', 'json': 'application/json',
                 'zip': 'application/zip', 'xml': 'application/xml', 'table': 'text/plain'}
-CHUNK = 1 << 20
-HASH_THREAD_AT = 8 << 20   # bodies larger than this are hashed in a second thread
 MAX_LISTED = 10
 NETCDF_LOCK = threading.Lock()   # the netCDF/HDF5 C libraries are not thread-safe
 
@@ -251,8 +247,8 @@ class OrderProcess(VREProcess):
                      manifest_file={'href': last['href'], 'sha256': last['sha256'],
                                     'bytes': last['size']})
         # this server's URL starts every URL of its tiers (the context has no base URL)
-        download = f"{last['href'].split('/storage/', 1)[0]}/orders/{ctx.job_id}/download"
-        return {'order': Output(value={'href': download, 'type': 'application/zip'}),
+        download = f'{ctx.base_url}/orders/{ctx.job_id}/download'
+        return {'order': Output(href=download, media_type='application/zip'),
                 'manifest': Output(value=value)}
 
     def _fetch_one(self, gid, row, sources, target: Path, ctx, down, lock,
@@ -339,108 +335,6 @@ def _unique_names(entries: list[dict]) -> None:
             name = f'{stem}-{n}.{ext}' if dot else f'{name}-{n}'
         seen.add(name)
         e['file'] = name
-
-
-class _Digest:
-    """SHA-256 of a body as it arrives; for a large body, in a second thread fed with the
-    chunks (hashlib releases the GIL on big buffers, so hashing overlaps the receiving)."""
-
-    def __init__(self, threaded: bool):
-        self.sha = hashlib.sha256()
-        self.chunks = queue.Queue(8) if threaded else None
-        if threaded:
-            self.thread = threading.Thread(target=self._run, daemon=True,
-                                           name='vre-order-hash')
-            self.thread.start()
-
-    def _run(self):
-        while (chunk := self.chunks.get()) is not None:
-            self.sha.update(chunk)
-
-    def update(self, chunk: bytes) -> None:
-        if self.chunks is None:
-            self.sha.update(chunk)
-        else:
-            self.chunks.put(chunk)
-
-    def hexdigest(self) -> str:
-        if self.chunks is not None:
-            self.chunks.put(None)
-            self.thread.join()
-        return self.sha.hexdigest()
-
-
-class Pools:
-    """urllib3 connection pools shared by the fetching threads (keep-alive per host; half
-    the CPU requests spends per request, which counts for 1,000 small granules), through
-    the proxy the environment names (http_proxy, https_proxy, no_proxy)."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self.proxies = urllib.request.getproxies()
-        self.direct = urllib3.PoolManager(maxsize=size)
-        self.via: dict[str, urllib3.ProxyManager] = {}
-
-    def for_url(self, url: str) -> urllib3.PoolManager:
-        parts = urlsplit(url)
-        proxy = self.proxies.get(parts.scheme)
-        if not proxy or urllib.request.proxy_bypass(parts.hostname or ''):
-            return self.direct
-        if proxy not in self.via:
-            self.via[proxy] = urllib3.ProxyManager(proxy, maxsize=self.size)
-        return self.via[proxy]
-
-    def clear(self) -> None:
-        for pool in [self.direct, *self.via.values()]:
-            pool.clear()
-
-
-# redirects followed; failures are not retried here but by OrderProcess._read, with back-off
-RETRY = urllib3.Retry(total=None, connect=0, read=0, redirect=5, status=0, other=0)
-
-
-def fetch(pools: Pools, href: str, target: Path, limit: int, timeout) -> dict:
-    """Stream an http(s) URL to `target`, SHA-256 computed on the way: {href, sha256, bytes,
-    mediaType}. Raises FetchError (`retry` when the server may answer later)."""
-    if not href.startswith(('http://', 'https://')):
-        raise FetchError('only http(s) references can be read')
-    try:
-        resp = pools.for_url(href).request(
-            'GET', href, preload_content=False, retries=RETRY,
-            timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]))
-    except urllib3.exceptions.HTTPError as err:
-        reason = getattr(err, 'reason', None) or err
-        raise FetchError(f'{href} could not be read: {type(reason).__name__}', True) from None
-    done = False
-    try:
-        if resp.status != 200:
-            raise FetchError(f'{href} answered HTTP {resp.status}',
-                             retry=resp.status >= 500 or resp.status == 429)
-        length = resp.headers.get('Content-Length', '')
-        length = int(length) if length.isdigit() else None
-        if length is not None and length > limit:
-            raise FetchError(f'{href} is larger than the limit ({limit} bytes)')
-        digest = _Digest(length is None or length > HASH_THREAD_AT)
-        size = 0
-        try:
-            with target.open('wb') as fh:
-                for chunk in resp.stream(CHUNK):
-                    size += len(chunk)
-                    if size > limit:
-                        raise FetchError(f'{href} is larger than the limit ({limit} bytes)')
-                    fh.write(chunk)
-                    digest.update(chunk)
-        finally:
-            sha256 = digest.hexdigest()
-        done = True
-        return {'href': href, 'sha256': sha256, 'bytes': size,
-                'mediaType': resp.headers.get('Content-Type')}
-    except urllib3.exceptions.HTTPError as err:
-        raise FetchError(f'{href} could not be read: {type(err).__name__}', True) from None
-    finally:
-        if not done:
-            resp.close()           # a half-read answer: its connection is not reused
-        resp.release_conn()
 
 
 def order_provenance(doc, row: dict, activity) -> None:

@@ -229,14 +229,11 @@ class Orders:
 
     def _members(self, row: dict) -> list[tuple[str, str, int, str]] | None:
         """(name in the zip, stored URL, size, SHA-256) of a fulfilled order's files,
-        manifest.json last; None for an order delivered as one stored zip (before the zip
-        was made when downloaded)."""
+        manifest.json last."""
         if row['status'] != 'successful':
             raise APIError(404, RESULT_NOT_READY, f"order {row['job_id']} is {row['status']}"
                            ': nothing delivered to download')
         manifest = row['results']['manifest']['value']
-        if 'manifest_file' not in manifest:
-            return None
         m = manifest['manifest_file']
         return [(e['file'], e['href'], e['bytes'], e['sha256'])
                 for e in manifest['granules'] if e['status'] == 'delivered'] + \
@@ -244,14 +241,9 @@ class Orders:
 
     def download(self, job_id):
         """The order as one zip, made as it is sent; `Range` answered from the layout."""
-        from storage.http import send
         require_user()
         row = self._order(job_id)
         members = self._members(row)
-        if members is None:
-            tier, space, path = self.tiers.resolve(row['results']['order']['href'])
-            return send(tier.open(space, path), tier.stat(space, path),
-                        filename=f'order-{job_id}.zip')
         files = [self.tiers.resolve(href) for _, href, _, _ in members]
         for (name, _, size, sha), (tier, space, path) in zip(members, files):
             f = tier.stat(space, path)
@@ -320,11 +312,6 @@ class Orders:
         if not isinstance(dest, str) or not dest.strip('/'):
             raise APIError(400, INVALID_PARAMETER, '"path" must be a workspace folder')
         members = self._members(row)
-        if members is None:                # an order delivered as one zip: that zip
-            stored = self.tiers.copy_to_workspace(user, row['results']['order']['href'],
-                                                  dest)
-            doc = dict(stored.to_dict(), href=self.tiers.url_for(stored))
-            return _json(doc, 201, {'Location': doc['href']})
         dest = dest.strip('/')
         copied = [self.tiers.copy_to_workspace(user, href, f'{dest}/{name}')
                   for name, href, _, _ in members]

@@ -57,6 +57,9 @@ def job_provenance(row: dict, base_url: str, process_version: str) -> ProvDocume
         doc.wasGeneratedBy(entity, activity, row.get('finished'))
         doc.wasAttributedTo(entity, agent)
     _steps(doc, activity, job_id, (row.get('meta') or {}).get('steps', []))
+    if row.get('type') == 'order':
+        from processes.order import order_provenance
+        order_provenance(doc, row, activity)    # the stored granule files
     return doc
 
 

@@ -180,7 +180,7 @@ class JobRunner:
                 target = {k: inputs.pop(k, None) for k in STORAGE_INPUTS}
                 ctx = ChainContext(job_id=job_id, user=row['owner'], workdir=workdir,
                                    max_input_bytes=self.max_input_bytes,
-                                   report=self._reporter(job_id),
+                                   report=self._reporter(job_id), base_url=self.base_url,
                                    store=lambda files: self._store_files(row, files, target))
                 workdir.mkdir(parents=True, exist_ok=True)
                 inputs = self._resolve(processor.metadata, inputs, ctx, feed)
@@ -467,7 +467,9 @@ class JobRunner:
             mode = spec.get('transmissionMode') or ('reference' if out.path else 'value')
             media = out.media_type or declared.get(name, {}).get('schema', {}).get(
                 'contentMediaType', 'application/json')
-            if mode == 'reference':
+            if out.href is not None:        # a reference the process made: only that
+                results[name] = {'href': out.href, 'type': media}
+            elif mode == 'reference':
                 path = out.path
                 if path is None:
                     path = workdir / (name + ('.json' if 'json' in media else '.txt'))
@@ -489,7 +491,7 @@ class JobRunner:
             else:
                 results[name] = {'value': out.value, 'mediaType': media}
         for r in results.values():
-            if not r.get('sha256'):
+            if not r.get('sha256') and ('path' in r or 'value' in r):
                 r['sha256'] = _sha256(r)
         return results
 

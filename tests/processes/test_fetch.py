@@ -1,4 +1,4 @@
-"""processes.order.fetch against a real loopback HTTP server: redirects, bodies hashed in
+"""processes.fetch.fetch against a real loopback HTTP server: redirects, bodies hashed in
 the fetching thread and in a second one (large or of unknown length), and the failures
 that are worth retrying (5xx, refused) told from those that are not (404, too large)."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from processes.base import FetchError
-from processes.order import HASH_THREAD_AT, Pools, fetch
+from processes.fetch import HASH_THREAD_AT, Pools, fetch
 
 SMALL = os.urandom(5000)
 LARGE = os.urandom(HASH_THREAD_AT + 12345)
