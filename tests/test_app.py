@@ -69,16 +69,3 @@ def test_first_start_creates_a_users_file(tmp_path, server_factory):
         assert ok.status_code == 200
     log = (home.parent / 'home-serve.log').read_text()
     assert str(home / 'users.yml') in log
-
-
-def test_worker_and_web_run_one_math_thread_unless_told(vre_server):
-    """numpy's OpenBLAS threads would spin beside every prefork child: `vre serve` starts
-    its worker and web processes with one math thread (an operator's own setting wins)."""
-    out = subprocess.run(['pgrep', '-f', f'{vre_server.home}/celerybeat-schedule'], capture_output=True,
-                         text=True).stdout.split()
-    assert out, 'the celery worker of the test server was not found'
-    for pid in out:
-        env = dict(item.split('=', 1) for item in
-                   Path(f'/proc/{pid}/environ').read_text().split('\0') if '=' in item)
-        want = os.environ.get('OPENBLAS_NUM_THREADS', '1')
-        assert env['OPENBLAS_NUM_THREADS'] == want and env['OMP_NUM_THREADS']

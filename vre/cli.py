@@ -111,18 +111,6 @@ def celery_worker_argv(settings: Settings, beat: bool, concurrency: int) -> list
     return argv
 
 
-# numpy's OpenBLAS (and OpenMP) start a thread per core in every process and keep them
-# spinning after each call; a prefork worker already runs one job per core, and the web
-# workers' threads wait on I/O: one math thread per process, unless the operator says more.
-# Measured: a 21 MB subset job took 64 ms with the spinning threads, 43 ms without.
-ONE_MATH_THREAD = {'OPENBLAS_NUM_THREADS': '1', 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
-
-
-def child_env(settings: Settings, **extra) -> dict:
-    """The environment of the worker and web processes."""
-    return {**ONE_MATH_THREAD, **os.environ, **settings.env(), **extra}
-
-
 @click.group()
 def main():
     """Marine Virtual Research Environment server."""
@@ -151,8 +139,9 @@ def serve(host, port, home):
         _prepared(settings)
         if ensure_users_file(settings.users_file):
             click.echo(f'vre: created users file {settings.users_file} (admin token inside)')
-        env = child_env(settings, PYGEOAPI_CONFIG=str(settings.config_path),
-                        PYGEOAPI_OPENAPI=str(settings.home / 'openapi.yml'))
+        env = {**os.environ, **settings.env(),
+               'PYGEOAPI_CONFIG': str(settings.config_path),
+               'PYGEOAPI_OPENAPI': str(settings.home / 'openapi.yml')}
         _build_app_once(settings)
         _requeue_accepted(settings)
         cores = os.cpu_count() or 1
@@ -217,7 +206,7 @@ def worker(concurrency, beat):
     if not settings.redis_url:
         raise click.UsageError('set REDIS_URL to the broker of the VRE server')
     _prepared(settings)
-    env = child_env(settings)
+    env = {**os.environ, **settings.env()}
     argv = celery_worker_argv(settings, beat, concurrency or os.cpu_count() or 1)
     os.execve(argv[0], argv, env)
 
