@@ -218,9 +218,14 @@ def cf_attrs(ds: xr.Dataset, title: str, source: str) -> xr.Dataset:
 def write_netcdf(ds: xr.Dataset, target: Path) -> Path:
     """to_netcdf with the source's chunking/compression encodings dropped (they may not fit
     the cut shape) and object strings written as plain strings."""
-    for var in ds.variables.values():
+    for name, var in list(ds.variables.items()):
         for key in ('chunksizes', 'contiguous', 'original_shape', 'preferred_chunks'):
             var.encoding.pop(key, None)
+        if var.dtype == object and var.size == 0:
+            # an empty text variable (Argo's HISTORY_* when no step is recorded) has no
+            # element to tell xarray it is text: it would be written as float, its b' ' fill
+            # value failing; write it as the characters it was read as
+            ds[name] = var.astype(var.encoding.get('dtype') or 'S1')
     ds.encoding.pop('unlimited_dims', None)
     ds.to_netcdf(target, engine='netcdf4')
     return target

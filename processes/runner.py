@@ -201,6 +201,7 @@ class JobRunner:
             shutil.rmtree(workdir, ignore_errors=True)   # dismissed while running
             return 'dismissed'
         _notify(subscriber.get('successUri'), documents.results_document(results))
+        _tidy(workdir, {Path(r['path']) for r in results.values() if r.get('path')})
         return 'successful'
 
     def run_nested(self, job_id: str, attempt: int, step: dict, previous=None,
@@ -438,6 +439,7 @@ class JobRunner:
                                      finished=utcnow(), message=message, meta=meta):
             row = self.manager.store.get(row['job_id'])
             _notify(subscriber.get('failedUri'), documents.status_info(row, self.base_url))
+        shutil.rmtree(self.manager.output_dir / row['job_id'], ignore_errors=True)
         return 'failed'
 
     def _reporter(self, job_id):
@@ -554,6 +556,24 @@ def _file_sha256(path: Path) -> str:
                 digest.update(chunk)
         _FILE_SHA256[key] = digest.hexdigest()
     return _FILE_SHA256[key]
+
+
+def _tidy(workdir: Path, keep: set[Path]) -> None:
+    """Remove what a finished job left in its folder (inputs read by reference, nested
+    steps' scratch) but the outputs its results point at: the folder would otherwise keep a
+    copy of every input for as long as the job is listed."""
+    if not workdir.is_dir():
+        return
+    for entry in workdir.iterdir():
+        if entry in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            if any(k.is_relative_to(entry) for k in keep):
+                _tidy(entry, keep)
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _sha256(result: dict) -> str:

@@ -148,3 +148,17 @@ def test_a_file_read_in_place_is_kept_open_per_version(tmp_path):
     (tmp_path / 'new.nc').replace(path)
     with open_netcdf(path, keep_open=True) as third:
         assert third.sizes['lat'] == 5
+
+
+def test_a_finished_job_keeps_no_copy_of_its_inputs(vre_server, static_server):
+    """The input read by reference is gone from the job's folder once the job is done; the
+    output by value that the results point at stays (it is served from there)."""
+    body = {'inputs': {'data': {'href': f'{static_server}/{ARGO}'}, 'bbox': [-180, -90, 180, 90]},
+            'response': 'document',
+            'outputs': {'subset': {'transmissionMode': 'value'}, 'summary': {}}}
+    resp = execute(vre_server, 'subset', body)
+    assert resp.status_code == 200, resp.text
+    folder = vre_server.home / 'jobs' / resp.headers['Location'].rstrip('/').rsplit('/', 1)[-1]
+    left = sorted(p.name for p in folder.rglob('*') if p.is_file())
+    assert left == ['subset.nc'], left
+    assert requests.get(f"{resp.headers['Location']}/outputs/subset").status_code == 200
