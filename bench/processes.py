@@ -91,10 +91,20 @@ AUTH: dict = {}      # the bench runs as one user, who may delete the outputs af
 
 def _execute(url: str, process: str, body: dict) -> requests.Response:
     r = requests.post(f'{url}/processes/{process}/execution', timeout=900, json=body,
-                      headers=AUTH)
+                      headers=AUTH, stream=True)
     if r.status_code != 200:
         raise RuntimeError(f'{process}: {r.status_code} {r.text[:300]}')
     return r
+
+
+def body(r: requests.Response) -> bytes:
+    """The whole body in one read, as a client saving a file does (`.content` reads 10 kB at
+    a time: 70 ms for 21.6 MB here, against 10 ms)."""
+    return r.raw.read(decode_content=True)
+
+
+def download(href: str) -> bytes:
+    return body(requests.get(href, timeout=300, stream=True))
 
 
 def forget(response: requests.Response) -> None:
@@ -113,7 +123,7 @@ def server_run(url: str, process: str, inputs: dict, output: str):
     t0 = time.perf_counter()
     r = _execute(url, process, {'inputs': inputs, 'response': 'document',
                                 'outputs': {output: {'transmissionMode': 'reference'}}})
-    data = requests.get(r.json()[output]['href'], timeout=300).content
+    data = download(r.json()[output]['href'])
     return time.perf_counter() - t0, data, r
 
 
@@ -122,7 +132,7 @@ def server_raw(url: str, process: str, inputs: dict, output: str):
     trip; the output is still stored in the volatile tier."""
     t0 = time.perf_counter()
     r = _execute(url, process, {'inputs': inputs, 'outputs': {output: {}}})
-    return time.perf_counter() - t0, r.content, r
+    return time.perf_counter() - t0, body(r), r
 
 
 def server_stored(url: str, process: str, inputs: dict, output: str):
@@ -133,7 +143,7 @@ def server_stored(url: str, process: str, inputs: dict, output: str):
     r = _execute(url, process, {'inputs': inputs, 'response': 'document',
                                 'outputs': {output: {'transmissionMode': 'reference'}}})
     seconds = time.perf_counter() - t0
-    return seconds, requests.get(r.json()[output]['href'], timeout=300).content, r
+    return seconds, download(r.json()[output]['href']), r
 
 
 def median_run(call, runs, want, *args) -> float:
