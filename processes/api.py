@@ -16,8 +16,8 @@ from flask import Response, request, send_file
 from pygeoapi.util import render_j2_template
 
 import pygeoapi.api.processes as pygeoapi_processes
-from processes.documents import (check_execute_request, iso, process_summary, results_document,
-                                 status_info, REL)
+from processes.documents import (check_execute_request, iso, materialize, process_summary,
+                                 results_document, status_info, REL)
 from vre.auth import current_user
 from vre.errors import (APIError, BAD_REQUEST, FAILED_JOB, INVALID_PARAMETER, NO_SUCH_JOB,
                         NO_SUCH_PROCESS, RESULT_NOT_READY, UNAUTHORIZED)
@@ -257,10 +257,14 @@ def raw_response(results: dict, headers: dict, requested: dict) -> Response:
     parts = []
     for name, r in results.items():
         asked = ((requested.get(name) or {}).get('transmissionMode') == 'reference')
-        if 'href' in r and not asked and r.get('path') and len(results) == 1:
-            resp = send_file(r['path'], mimetype=r['type'], conditional=True)
+        if len(results) == 1 and r.get('path') and (r.get('inline') or 'href' in r and not asked) \
+                and Path(r['path']).is_file():
+            resp = send_file(r['path'], mimetype=r.get('type') or r['mediaType'],
+                             conditional=True)
             resp.headers.update(headers)
             return resp
+        if r.get('inline'):
+            r = materialize({name: r})[name]
         if 'href' in r:
             parts.append((name, None, r))
         else:

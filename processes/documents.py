@@ -6,9 +6,11 @@ process of this server, "inputs", "outputs"}, checked like a top-level request, 
 or, for file inputs, a collection of this server ({"collection": URL})."""
 from __future__ import annotations
 
+import base64
 import copy
 import functools
 import json
+from pathlib import Path
 
 import jsonschema
 
@@ -72,10 +74,34 @@ def status_info(row: dict, base_url: str) -> dict:
     return {k: v for k, v in doc.items() if v is not None}
 
 
+TEXT_TYPES = ('text/', 'application/json', 'application/geo+json', 'application/xml')
+
+
+def materialize(results: dict) -> dict:
+    """Results with each file output by value (`inline`: the job row keeps the file's place,
+    not its bytes, so reading a job's status never parses them) read now: text as text, other
+    bytes as base64. A file this process cannot read becomes a reference to its URL."""
+    out = {}
+    for name, r in (results or {}).items():
+        if not r.get('inline'):
+            out[name] = r
+            continue
+        try:
+            data = Path(r['path']).read_bytes()
+        except OSError:
+            out[name] = {'href': r['file'], 'type': r['mediaType'], 'sha256': r.get('sha256')}
+            continue
+        if r['mediaType'].startswith(TEXT_TYPES):
+            out[name] = dict(r, value=data.decode('utf-8'))
+        else:
+            out[name] = dict(r, value=base64.b64encode(data).decode('ascii'), encoding='base64')
+    return out
+
+
 def results_document(results: dict) -> dict:
     """Results as the standard's results.yaml: an inline value or a link per output."""
     doc = {}
-    for name, r in (results or {}).items():
+    for name, r in materialize(results).items():
         if 'href' in r:
             doc[name] = {'href': r['href'], 'type': r['type']}
         elif r.get('encoding') == 'base64' or r['mediaType'] not in (

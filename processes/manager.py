@@ -294,8 +294,10 @@ class CeleryJobManager(BaseManager):
             raise JobNotFoundError()
         if row['status'] != 'successful' or row['results'] is None:
             raise JobResultNotFoundError()
-        return 'application/json', {k: {kk: vv for kk, vv in v.items() if kk != 'path'}
-                                    for k, v in row['results'].items()}
+        from processes.documents import materialize
+        return 'application/json', {
+            k: {kk: vv for kk, vv in v.items() if kk not in ('path', 'inline', 'file')}
+            for k, v in materialize(row['results']).items()}
 
     def delete_job(self, job_id: str) -> bool:
         if self.dismiss(job_id) is None:

@@ -13,7 +13,6 @@ read by the next step from the tier's file where its worker sees it, else by URL
 """
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
 import hashlib
@@ -38,7 +37,6 @@ from processes.manager import HEARTBEAT_SECONDS, CeleryJobManager, input_values,
 from processes import documents
 
 LOGGER = logging.getLogger(__name__)
-TEXT_TYPES = ('text/', 'application/json', 'application/geo+json', 'application/xml')
 
 
 class Heartbeat(threading.Thread):
@@ -481,15 +479,13 @@ class JobRunner:
                 results[name] = {'href': href, 'type': media, 'path': str(path)}
                 if digest:
                     results[name]['sha256'] = digest      # the tier hashed it while storing
-            elif out.path is not None:
-                data = out.path.read_bytes()
-                if media.startswith(TEXT_TYPES):
-                    results[name] = {'value': data.decode('utf-8'), 'mediaType': media,
-                                     'path': str(out.path)}
-                else:
-                    results[name] = {'value': base64.b64encode(data).decode('ascii'),
-                                     'encoding': 'base64', 'mediaType': media,
-                                     'path': str(out.path)}
+            elif out.path is not None:      # a file by value: kept aside, read when answered
+                file, digest, path = self._to_tier(row, name, out.path, media,
+                                                   {'output_tier': 'volatile'})
+                results[name] = {'inline': True, 'file': file, 'path': str(path),
+                                 'mediaType': media}
+                if digest:
+                    results[name]['sha256'] = digest
             else:
                 results[name] = {'value': out.value, 'mediaType': media}
         for r in results.values():

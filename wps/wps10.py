@@ -7,12 +7,13 @@ from __future__ import annotations
 import base64
 import json
 import types
+from pathlib import Path
 
 from lxml import etree
 from pywps.response.capabilities import CapabilitiesResponse
 from pywps.response.describe import DescribeResponse
 
-from processes.documents import iso
+from processes.documents import iso, materialize
 from wps.errors import OWS11, WPSError, invalid, report_element
 from wps.execute import failure
 from wps.processes import is_complex, literal_type
@@ -100,7 +101,7 @@ def execute_response(row: dict, metadata: dict, base_url: str, status_url: str |
     if state == 'ProcessSucceeded':
         outs = etree.SubElement(root, W + 'ProcessOutputs')
         declared = metadata.get('outputs') or {}
-        for name, result in (row.get('results') or {}).items():
+        for name, result in materialize(row.get('results')).items():
             spec = declared.get(name, {})
             out = etree.SubElement(outs, W + 'Output')
             etree.SubElement(out, O + 'Identifier').text = name
@@ -144,6 +145,8 @@ def _lineage(root, metadata: dict, request: dict) -> None:
 
 def raw_output(result: dict) -> tuple[bytes, str]:
     """RawDataOutput: the bytes of the one output and its media type."""
+    if result.get('inline'):
+        return Path(result['path']).read_bytes(), result['mediaType']
     if 'href' in result:
         raise WPSError('NoApplicableCode', 'the output was stored by reference', status=500)
     media = result.get('mediaType') or 'application/json'

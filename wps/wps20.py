@@ -8,7 +8,7 @@ import datetime as dt
 
 from lxml import etree
 
-from processes.documents import iso, process_summary
+from processes.documents import iso, materialize, process_summary
 from wps.errors import OWS20, WPSError
 from wps.processes import is_complex, literal_type, media_types, value_range
 from wps.wps10 import _text
@@ -185,7 +185,7 @@ def result(row: dict, metadata: dict) -> bytes:
     root = _root('Result')
     _sub(root, W + 'JobID', row['job_id'])
     declared = metadata.get('outputs') or {}
-    for name, res in (row.get('results') or {}).items():
+    for name, res in materialize(row.get('results')).items():
         out = _sub(root, W + 'Output', id=name)
         if 'href' in res:
             _sub(out, W + 'Reference', mimeType=res.get('type') or 'application/octet-stream',
