@@ -7,6 +7,8 @@ statusInfo on 201, and the standard exception types.
 """
 from __future__ import annotations
 
+import base64
+import codecs
 import datetime as dt
 import json
 import uuid
@@ -16,8 +18,8 @@ from flask import Response, request, send_file
 from pygeoapi.util import render_j2_template
 
 import pygeoapi.api.processes as pygeoapi_processes
-from processes.documents import (check_execute_request, iso, materialize, process_summary,
-                                 results_document, status_info, REL)
+from processes.documents import (TEXT_TYPES, check_execute_request, iso, materialize,
+                                 process_summary, results_document, status_info, REL)
 from vre.auth import current_user
 from vre.errors import (APIError, BAD_REQUEST, FAILED_JOB, INVALID_PARAMETER, NO_SUCH_JOB,
                         NO_SUCH_PROCESS, RESULT_NOT_READY, UNAUTHORIZED)
@@ -37,6 +39,44 @@ def _json(doc, status=200, headers=None, mimetype='application/json') -> Respons
     resp = Response(json.dumps(doc, default=str), status=status, mimetype=mimetype)
     for k, v in (headers or {}).items():
         resp.headers[k] = v
+    return resp
+
+
+def results_response(results: dict, headers=None) -> Response:
+    """The results document; a file output by value is streamed, base64-encoded (or, for
+    text, escaped) as it is read, so a large output is never held whole in memory."""
+    inline = {n for n, r in results.items() if r.get('inline') and Path(r['path']).is_file()}
+    if not inline:
+        return _json(results_document(results), 200, headers)
+
+    def pieces():
+        yield '{'
+        for i, (name, r) in enumerate(results.items()):
+            yield (', ' if i else '') + json.dumps(name) + ': '
+            if name not in inline:
+                yield json.dumps(results_document({name: r})[name], default=str)
+                continue
+            text = r['mediaType'].startswith(TEXT_TYPES)
+            bare = r['mediaType'] in ('application/json', 'text/plain')   # as results_document
+            yield '"' if bare else '{"value": "'
+            with open(r['path'], 'rb') as fh:
+                if text:
+                    decode = codecs.getincrementaldecoder('utf-8')().decode
+                    while chunk := fh.read(1 << 20):
+                        yield json.dumps(decode(chunk))[1:-1]
+                    yield json.dumps(decode(b'', final=True))[1:-1]
+                else:
+                    while chunk := fh.read(3 << 18):      # a multiple of 3: no padding inside
+                        yield base64.b64encode(chunk).decode('ascii')
+            if bare:
+                yield '"'
+                continue
+            yield f'", "mediaType": {json.dumps(r["mediaType"])}'
+            yield '}' if text else ', "encoding": "base64"}'
+        yield '}'
+
+    resp = Response(pieces(), mimetype='application/json')
+    resp.headers.update(headers or {})
     return resp
 
 
@@ -136,7 +176,7 @@ class ProcessesAPI:
                            title='Job failed', headers=headers)
         results = row['results'] or {}
         if body.get('response', 'raw') == 'document':
-            return _json(results_document(results), 200, headers)
+            return results_response(results, headers)
         return raw_response(results, headers, body.get('outputs') or {})
 
     # -- jobs -------------------------------------------------------------------
@@ -200,10 +240,10 @@ class ProcessesAPI:
             status = (row.get('meta') or {}).get('http_status', 500)
             raise APIError(status, FAILED_JOB, row['message'] or 'the job failed',
                            title='Job failed')
-        doc = results_document(row['results'])
         if wants_html():
-            return self._html('jobs/results/index.html', {'job': {'id': job_id}, 'result': doc})
-        return _json(doc)
+            return self._html('jobs/results/index.html', {
+                'job': {'id': job_id}, 'result': results_document(row['results'])})
+        return results_response(row['results'] or {})
 
     def definition(self, job_id):
         """The execution request of the job: POST it again to re-run the job."""

@@ -174,3 +174,20 @@ def test_a_finished_job_keeps_no_copy_of_its_inputs(vre_server, static_server):
     assert base64.b64decode(again) == data
     file = requests.get(f"{resp.headers['Location']}/outputs/subset")
     assert file.status_code == 200 and file.content == data
+
+
+@pytest.mark.parametrize('fmt', ['netcdf', 'csv', 'geojson'])
+def test_a_streamed_results_document_equals_the_built_one(vre_server, static_server, fmt):
+    """The results document streams a file output by value; it is the same JSON as the one
+    built in memory from the same results (binary as base64, text as text)."""
+    from processes.documents import results_document
+    from processes.jobstore import JobStore
+    body = {'inputs': {'data': {'href': f'{static_server}/{ARGO}'}, 'bbox': [0, -60, 60, 0],
+                       'output_format': fmt},
+            'response': 'document', 'outputs': {'subset': {'transmissionMode': 'value'}, 'summary': {}}}
+    resp = execute(vre_server, 'subset', body)
+    assert resp.status_code == 200, resp.text
+    job_id = resp.headers['Location'].rstrip('/').rsplit('/', 1)[-1]
+    row = JobStore(f'sqlite:///{vre_server.home}/jobs.sqlite').get(job_id)
+    assert resp.json() == results_document(row['results'])
+    assert requests.get(f"{resp.headers['Location']}/results").json() == resp.json()
