@@ -46,9 +46,10 @@ class JobContext:
     max_input_bytes: int
     report: Callable[[int, str], None]
     used: list = field(default_factory=list)   # inputs read by reference, for provenance
-    # store([(relative path, local file, media type, sha256 or None), ...]) -> [{href, path,
-    # sha256, size}]: files a process delivers one by one (an order's granules) put into the
-    # job's output tier and folder in one go, taken over (renamed) by a local tier
+    # store([(relative path, local file, media type, sha256 or None[, {licence, citation}]),
+    # ...]) -> [{href, path, sha256, size}]: files a process delivers one by one (an order's
+    # granules) put into the job's output tier and folder in one go, taken over (renamed) by
+    # a local tier, each with its own licence and citation when given
     store: Callable[[list], list] | None = None
     base_url: str = ''            # the server's public URL, for references a process makes
 

@@ -235,7 +235,8 @@ class OrderProcess(VREProcess):
         (ctx.workdir / 'manifest.json').write_bytes(data)
         ctx.progress(92, 'storing')
         files = [(e['file'], folder / str(n),
-                  FORMAT_MEDIA.get(e['format'], 'application/octet-stream'), e['sha256'])
+                  FORMAT_MEDIA.get(e['format'], 'application/octet-stream'), e['sha256'],
+                  {'licence': e.get('licence'), 'citation': e.get('citation')})
                  for n, e in delivered]
         files.append(('manifest.json', ctx.workdir / 'manifest.json', 'application/json',
                       hashlib.sha256(data).hexdigest()))

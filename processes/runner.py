@@ -518,8 +518,8 @@ class JobRunner:
         tier, folder, owner, meta = self._target_tier(row, target)
         try:
             stored = tier.put_many(owner or 'anonymous', [
-                (f'{folder}/{rel}', path, media, sha) for rel, path, media, sha in files],
-                author=owner, meta=meta)
+                (f'{folder}/{rel}', path, media, sha) for rel, path, media, sha, *_ in files],
+                author=owner, meta=meta, metas=[f[4] if len(f) > 4 else None for f in files])
         except StorageError as err:
             raise InputError(f'the files could not be stored in the {tier.name} tier: '
                              f'{err}') from None

@@ -84,6 +84,14 @@ def guess_type(path: str, given: str | None) -> str:
     return mimetypes.guess_type(path)[0] or 'application/octet-stream'
 
 
+def _metas(meta: dict | None, metas: list | None, files: list) -> list[dict]:
+    """The metadata of each of `files`: theirs (`metas`) over the shared `meta`, all with the
+    same keys (None where a file has none: the rows are inserted in one statement)."""
+    each = [_meta(dict(meta or {}, **(m or {}))) for m in (metas or [None] * len(files))]
+    keys = {k for m in each for k in m}
+    return [{k: m.get(k) for k in keys} for m in each]
+
+
 def _meta(meta: dict | None) -> dict:
     meta = meta or {}
     unknown = set(meta) - set(META_KEYS)
@@ -253,11 +261,14 @@ class Tier:
     def url_for(self, f: StoredFile) -> str:
         return f'{self.cfg.base_url}/storage/{self.name}/{quote(f.owner)}/{quote(f.path)}'
 
-    def put_many(self, owner, files: list, author=None, meta=None) -> list[StoredFile]:
+    def put_many(self, owner, files: list, author=None, meta=None,
+                 metas: list | None = None) -> list[StoredFile]:
         """Several disposable local files (path in the tier, local file, media type, known
-        SHA-256 or None), taken over as `put(move=True)` takes one."""
-        return [self.put(owner, path, src, media_type=media, meta=meta, author=author,
-                         move=True, sha256=sha) for path, src, media, sha in files]
+        SHA-256 or None), taken over as `put(move=True)` takes one. `metas`: each file's own
+        metadata (licence, citation), over the `meta` they share."""
+        return [self.put(owner, path, src, media_type=media, meta=m, author=author,
+                         move=True, sha256=sha)
+                for (path, src, media, sha), m in zip(files, _metas(meta, metas, files))]
 
 
 # --------------------------------------------------------------------------------------------
@@ -640,12 +651,13 @@ class Dataspace(Tier):
         stored.local = target
         return stored
 
-    def put_many(self, owner, files: list, author=None, meta=None) -> list[StoredFile]:
+    def put_many(self, owner, files: list, author=None, meta=None,
+                 metas: list | None = None) -> list[StoredFile]:
         """Many disposable files at once: the space is measured once, the files renamed,
         their rows written in one transaction (one `put` each would walk the space and
         commit once per file). Over quota: nothing is stored."""
-        meta = _meta(meta)
         files = _distinct(files)
+        metas = _metas(meta, metas, files)
         rels = [clean_path(path, allow_root=False) for path, *_ in files]
         # each folder is checked once (not one realpath per file): a renamed file replaces
         # a symlink in its place rather than following it, so the folders are what matter
@@ -675,8 +687,8 @@ class Dataspace(Tier):
         now = time.time()
         rows = [dict(tier=self.name, owner=owner, path=rel, version=1, size=size, sha256=sha,
                      media_type=guess_type(rel, media), author=author or owner, created=now,
-                     **meta)
-                for rel, (_, _, media, _), (size, sha) in zip(rels, files, placed)]
+                     **m)
+                for rel, (_, _, media, _), (size, sha), m in zip(rels, files, placed, metas)]
         with self.cat.session() as s, s.begin():
             for i in range(0, len(rels), 500):
                 s.execute(FileRow.__table__.delete().where(
@@ -787,10 +799,11 @@ class Volatile(Tier):
         stored.local = target
         return stored
 
-    def put_many(self, owner, files: list, author=None, meta=None) -> list[StoredFile]:
+    def put_many(self, owner, files: list, author=None, meta=None,
+                 metas: list | None = None) -> list[StoredFile]:
         """Many disposable files at once: renamed into place, rows in one transaction."""
-        meta = _meta(meta)
         files = _distinct(files)
+        metas = _metas(meta, metas, files)
         names = [clean_path(path or 'file', allow_root=False).rsplit('/', 1)[-1]
                  for path, *_ in files]
         tokens = [secrets.token_urlsafe(32) for _ in files]
@@ -802,8 +815,9 @@ class Volatile(Tier):
         now = time.time()
         rows = [dict(tier=self.name, owner=owner, path=key, version=1, size=size, sha256=sha,
                      media_type=guess_type(name, media), author=author or owner, created=now,
-                     expires=now + self.cfg.default_ttl, blob=name, **meta)
-                for key, name, (_, _, media, _), (size, sha) in zip(keys, names, files, placed)]
+                     expires=now + self.cfg.default_ttl, blob=name, **m)
+                for key, name, (_, _, media, _), (size, sha), m in zip(keys, names, files, placed,
+                                                                        metas)]
         with self.cat.session() as s, s.begin():
             s.execute(FileRow.__table__.insert(), rows)
         out = _stored_files(rows, targets)

@@ -294,6 +294,7 @@ def test_push_to_workspace(order_server):
     assert r.headers['Location'] == doc['href'] and doc['files'] == 3
     listing = api(s, 'GET', urlsplit(doc['href']).path + '/obis').json()['entries']
     assert len(listing) == 2
+    assert all(e['licence'] and e['citation'] for e in listing)   # kept from the order
     for name in zf.namelist():
         got = api(s, 'GET', f"{urlsplit(doc['href']).path}/{name}")
         assert got.status_code == 200 and got.content == zf.read(name)
@@ -320,6 +321,13 @@ def test_dataspace_order_in_its_folder_and_changed_files(order_server):
     assert wait_for(s, job['jobID'])['status'] == 'successful'
     listing = api(s, 'GET', '/storage/dataspace/alice/my/argo-order/argo').json()['entries']
     assert sorted(e['name'] for e in listing) == sorted(f'{g}.nc' for g in argo)
+    manifest = api(s, 'GET', f"/jobs/{job['jobID']}/results").json()['manifest']
+    by_file = {e['file']: e for e in (manifest['value'] if 'value' in manifest
+                                      else manifest)['granules']}
+    for e in listing:       # each stored file carries its granule's licence and citation
+        granule = by_file[f"argo/{e['name']}"]
+        assert granule['licence'] and (e['licence'], e['citation']) == \
+            (granule['licence'], granule['citation'])
     r = api(s, 'GET', f"/orders/{job['jobID']}/download")
     assert r.status_code == 200
     zf = zipfile.ZipFile(io.BytesIO(r.content))
