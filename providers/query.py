@@ -5,6 +5,7 @@ message; nothing here may let a malformed request become a 500.
 """
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timezone
 
 import sqlalchemy as sa
@@ -182,6 +183,10 @@ class CQL:
         try:
             if isinstance(value, values.Envelope):
                 geom = box(value.x1, value.y1, value.x2, value.y2)
+            elif isinstance(value, ast.Function) and value.name.lower() == 'bbox':
+                # CQL2-text BBOX(minx, miny, maxx, maxy) or its 3D form
+                c = [float(v) for v in value.arguments]
+                geom = box(*(c if len(c) == 4 else c[:2] + c[3:5]))
             else:
                 geom = shape(value.geometry if hasattr(value, 'geometry') else value)
         except Exception as err:
@@ -210,15 +215,35 @@ class CQL:
         raise bad(f'unsupported temporal operation: {type(node).__name__}')
 
 
+def _envelopes(node):
+    """A CQL2-JSON document with each `{"bbox": [minx, miny, maxx, maxy]}` literal (or its 3D
+    form) given in the order pygeofilter 0.4's reader passes on to its Envelope (x1, x2, y1,
+    y2): as written, the box came out with its axes crossed."""
+    if isinstance(node, list):
+        return [_envelopes(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    box = node.get('bbox')
+    if set(node) == {'bbox'} and isinstance(box, list) and len(box) in (4, 6):
+        x0, y0, x1, y1 = box if len(box) == 4 else box[:2] + box[3:5]
+        return {'bbox': [x0, x1, y0, y1]}
+    return {k: _envelopes(v) for k, v in node.items()}
+
+
 def accept_cql2_text() -> None:
     """pygeoapi 0.21 parses a GET `filter` as ECQL only, where the CQL2-text names of the
     spatial predicates (S_INTERSECTS, S_WITHIN, ...) are a syntax error: read such a filter
-    with pygeofilter's CQL2-text parser when ECQL cannot. Called once when the app starts."""
+    with pygeofilter's CQL2-text parser when ECQL cannot. Its CQL2-JSON reader gets bbox
+    literals in the order pygeofilter expects (`_envelopes`). Called once when the app
+    starts."""
     from pygeoapi.api import itemtypes
     from pygeofilter.parsers.cql2_text import parse as parse_cql2_text
     ecql = itemtypes.parse_ecql_text
     if getattr(ecql, 'reads_cql2_text', False):
         return
+    cql2_json = itemtypes.parse_cql2_json
+    itemtypes.parse_cql2_json = lambda doc: cql2_json(_envelopes(
+        json.loads(doc) if isinstance(doc, (str, bytes)) else doc))
 
     def parse(text: str):
         try:

@@ -262,3 +262,23 @@ def test_sqlite_bbox_is_exact_at_the_edges(tmp_path):
         got = conn.execute(sa.select(O.c.id).where(
             store.bbox_clause(O, [0, 0, 10.0, 10], True))).scalars().all()
     assert got == ['in']
+
+
+@pytest.mark.parametrize('coll', COLLS)
+def test_bbox_literals_mean_minx_miny_maxx_maxy(bdi_server, coll):
+    """A CQL2-JSON {"bbox": [...]} literal and a CQL2-text BBOX(...) literal select what the
+    same rectangle as a polygon selects (pygeofilter 0.4 read the JSON one with its axes
+    crossed)."""
+    shapes = _shapes(bdi_server, coll)
+    xs = sorted(p[0] for p in _points(shapes))
+    ys = sorted(p[1] for p in _points(shapes))
+    rect = [xs[len(xs) // 4], ys[len(ys) // 4], xs[3 * len(xs) // 4], ys[3 * len(ys) // 4]]
+    want = {i for i, s in shapes.items() if s.intersects(box(*rect))}
+    assert want and want != set(shapes)
+    for literal in ({'bbox': rect}, box(*rect).__geo_interface__):
+        r = _post(bdi_server, coll, {'op': 's_intersects',
+                                     'args': [{'property': 'geometry'}, literal]})
+        assert r.status_code == 200, r.text
+        assert {f['id'] for f in r.json()['features']} == want, literal
+    text = f'S_INTERSECTS(geometry, BBOX({", ".join(repr(v) for v in rect)}))'
+    assert set(_filtered(bdi_server, coll, text)) == want
