@@ -18,8 +18,9 @@ from flask import Response, request, send_file
 from pygeoapi.util import render_j2_template
 
 import pygeoapi.api.processes as pygeoapi_processes
-from processes.documents import (TEXT_TYPES, check_execute_request, iso, materialize,
-                                 process_summary, results_document, status_info, REL)
+from processes.documents import (BARE_TYPES, TEXT_TYPES, check_execute_request, iso,
+                                 materialize, process_summary, results_document, status_info,
+                                 REL)
 from vre.auth import current_user
 from vre.errors import (APIError, BAD_REQUEST, FAILED_JOB, INVALID_PARAMETER, NO_SUCH_JOB,
                         NO_SUCH_PROCESS, RESULT_NOT_READY, UNAUTHORIZED)
@@ -57,7 +58,7 @@ def results_response(results: dict, headers=None) -> Response:
                 yield json.dumps(results_document({name: r})[name], default=str)
                 continue
             text = r['mediaType'].startswith(TEXT_TYPES)
-            bare = r['mediaType'] in ('application/json', 'text/plain')   # as results_document
+            bare = r['mediaType'] in BARE_TYPES
             yield '"' if bare else '{"value": "'
             with open(r['path'], 'rb') as fh:
                 if text:

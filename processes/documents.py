@@ -75,6 +75,7 @@ def status_info(row: dict, base_url: str) -> dict:
 
 
 TEXT_TYPES = ('text/', 'application/json', 'application/geo+json', 'application/xml')
+BARE_TYPES = ('application/json', 'text/plain')   # values the results document shows bare
 
 
 def materialize(results: dict) -> dict:
@@ -104,8 +105,7 @@ def results_document(results: dict) -> dict:
     for name, r in materialize(results).items():
         if 'href' in r:
             doc[name] = {'href': r['href'], 'type': r['type']}
-        elif r.get('encoding') == 'base64' or r['mediaType'] not in (
-                'application/json', 'text/plain'):
+        elif r.get('encoding') == 'base64' or r['mediaType'] not in BARE_TYPES:
             doc[name] = {k: r[k] for k in ('value', 'mediaType', 'encoding') if k in r}
         else:
             doc[name] = r['value']

@@ -30,7 +30,7 @@ class _Digest:
         self.chunks = queue.Queue(8) if threaded else None
         if threaded:
             self.thread = threading.Thread(target=self._run, daemon=True,
-                                           name='vre-order-hash')
+                                           name='vre-fetch-hash')
             self.thread.start()
 
     def _run(self):
@@ -75,7 +75,7 @@ class Pools:
             pool.clear()
 
 
-# redirects followed; failures are not retried here but by OrderProcess._read, with back-off
+# redirects followed; failures are not retried here (an order retries a BDI with back-off)
 RETRY = urllib3.Retry(total=None, connect=0, read=0, redirect=5, status=0, other=0)
 
 

@@ -247,7 +247,6 @@ class OrderProcess(VREProcess):
                                          if e['granule'] in hrefs else e for e in entries],
                      manifest_file={'href': last['href'], 'sha256': last['sha256'],
                                     'bytes': last['size']})
-        # this server's URL starts every URL of its tiers (the context has no base URL)
         download = f'{ctx.base_url}/orders/{ctx.job_id}/download'
         return {'order': Output(href=download, media_type='application/zip'),
                 'manifest': Output(value=value)}
@@ -344,7 +343,6 @@ def order_provenance(doc, row: dict, activity) -> None:
     job and derived from the granule's source, the entity the job used."""
     from processes.provenance import _entity_id
     manifest = (((row.get('results') or {}).get('manifest') or {}).get('value') or {})
-    doc.add_namespace('ext', 'urn:vre:external:')
     for e in manifest.get('granules') or []:
         if e.get('status') != 'delivered' or not e.get('href'):
             continue

@@ -227,7 +227,7 @@ class Orders:
         row = self._order(job_id)
         return _json(self.summary(row, self.lines(row)))
 
-    def _members(self, row: dict) -> list[tuple[str, str, int, str]] | None:
+    def _members(self, row: dict) -> list[tuple[str, str, int, str]]:
         """(name in the zip, stored URL, size, SHA-256) of a fulfilled order's files,
         manifest.json last."""
         if row['status'] != 'successful':

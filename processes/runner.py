@@ -432,12 +432,15 @@ class JobRunner:
         return {'href': first}
 
     def _fail(self, row, message, subscriber, http_status=500) -> str:
+        job_id = row['job_id']
         meta = dict(row.get('meta') or {}, http_status=http_status)
-        if self.manager.store.update(row['job_id'], only_if_status=['running'], status='failed',
+        if self.manager.store.update(job_id, only_if_status=['running'], status='failed',
                                      finished=utcnow(), message=message, meta=meta):
-            row = self.manager.store.get(row['job_id'])
-            _notify(subscriber.get('failedUri'), documents.status_info(row, self.base_url))
-        shutil.rmtree(self.manager.output_dir / row['job_id'], ignore_errors=True)
+            failed = self.manager.store.get(job_id)
+            if failed is not None:                  # not dismissed in the meantime
+                _notify(subscriber.get('failedUri'),
+                        documents.status_info(failed, self.base_url))
+        shutil.rmtree(self.manager.output_dir / job_id, ignore_errors=True)
         return 'failed'
 
     def _reporter(self, job_id):
@@ -546,11 +549,8 @@ def _file_sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path), st.st_mtime_ns, st.st_size)
     if key not in _FILE_SHA256:
-        digest = hashlib.sha256()
         with open(path, 'rb') as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-        _FILE_SHA256[key] = digest.hexdigest()
+            _FILE_SHA256[key] = hashlib.file_digest(fh, 'sha256').hexdigest()
     return _FILE_SHA256[key]
 
 
@@ -574,11 +574,7 @@ def _tidy(workdir: Path, keep: set[Path]) -> None:
 
 def _sha256(result: dict) -> str:
     """Checksum of an output as delivered: the file, or the JSON of the value."""
-    digest = hashlib.sha256()
     if result.get('path'):
         with open(result['path'], 'rb') as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b''):
-                digest.update(chunk)
-    else:
-        digest.update(json.dumps(result['value'], sort_keys=True).encode())
-    return digest.hexdigest()
+            return hashlib.file_digest(fh, 'sha256').hexdigest()
+    return hashlib.sha256(json.dumps(result['value'], sort_keys=True).encode()).hexdigest()

@@ -818,8 +818,13 @@ class Volatile(Tier):
                      expires=now + self.cfg.default_ttl, blob=name, **m)
                 for key, name, (_, _, media, _), (size, sha), m in zip(keys, names, files, placed,
                                                                         metas)]
-        with self.cat.session() as s, s.begin():
-            s.execute(FileRow.__table__.insert(), rows)
+        try:
+            with self.cat.session() as s, s.begin():
+                s.execute(FileRow.__table__.insert(), rows)
+        except BaseException:       # no rows: files nobody could reach or purge
+            for target in targets:
+                target.unlink(missing_ok=True)
+            raise
         out = _stored_files(rows, targets)
         for f, name, token in zip(out, names, tokens):
             f.path, f.token = name, token

@@ -108,9 +108,8 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serve_folder(folder: Path):
-    """A plain HTTP server on loopback serving a folder, as a remote data host would."""
-    handler = functools.partial(QuietHandler, directory=str(folder))
+def serve(handler):
+    """A threaded HTTP server on loopback answering with `handler`; yields its base URL."""
     httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
@@ -118,3 +117,10 @@ def serve_folder(folder: Path):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path):
+    """A plain HTTP server on loopback serving a folder, as a remote data host would."""
+    with serve(functools.partial(QuietHandler, directory=str(folder))) as url:
+        yield url

@@ -2,13 +2,13 @@
 `vre serve` whose index was harvested from it over HTTP. Helpers live in orderkit.py."""
 from __future__ import annotations
 
-import http.server
 import importlib.util
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+
+from serverkit import serve
 
 
 def _load_kit():
@@ -26,10 +26,8 @@ StandIn = kit.StandIn
 @pytest.fixture(scope='session')
 def stand_in(bdi_data):
     StandIn.obis = kit._PROVIDERS._obis_manifest()
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), StandIn)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f'http://127.0.0.1:{httpd.server_address[1]}'
-    httpd.shutdown()
+    with serve(StandIn) as url:
+        yield url
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ import hashlib
 import http.server
 import os
 import socket
-import threading
 
 import pytest
 
 from processes.base import FetchError
 from processes.fetch import HASH_THREAD_AT, Pools, fetch
+from serverkit import serve
 
 SMALL = os.urandom(5000)
 LARGE = os.urandom(HASH_THREAD_AT + 12345)
@@ -53,10 +53,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope='module')
 def server():
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f'http://127.0.0.1:{httpd.server_address[1]}'
-    httpd.shutdown()
+    with serve(Handler) as url:
+        yield url
 
 
 @pytest.mark.parametrize('path,body', [('/small', SMALL), ('/old', SMALL), ('/large', LARGE),

@@ -8,7 +8,6 @@ import http.server
 import io
 import json
 import sys
-import threading
 import zipfile
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from bdi_samples import run_harvest  # noqa: F401  (used below and by test modules)
+from serverkit import serve
 
 
 def _root_conftest():
@@ -131,10 +131,8 @@ class LiveHandler(http.server.BaseHTTPRequestHandler):
 def live_bdis(bdi_data):
     """Base URL of a loopback server answering at the BDIs' live paths."""
     LiveHandler.obis = _obis_manifest()
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), LiveHandler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f'http://127.0.0.1:{httpd.server_address[1]}'
-    httpd.shutdown()
+    with serve(LiveHandler) as url:
+        yield url
 
 
 @pytest.fixture(scope='module')

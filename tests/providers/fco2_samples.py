@@ -20,11 +20,11 @@ import hashlib
 import html
 import http.server
 import shutil
-import threading
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from bdi_samples import BDI_DATA
+from serverkit import serve
 
 SOCAT_TAB = BDI_DATA / 'socat/pangaea_socatv3/26NA20050107_CO2_underway_SOCATv3.tab'
 
@@ -216,10 +216,5 @@ class TreeHandler(http.server.BaseHTTPRequestHandler):
 def serve_tree(root: Path):
     """Base URL of a loopback web server over root; the handler class (its request log)."""
     handler = type('Handler', (TreeHandler,), {'root': Path(root), 'requests': []})
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f'http://127.0.0.1:{httpd.server_address[1]}', handler
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serve(handler) as url:
+        yield url, handler

@@ -14,7 +14,6 @@ import io
 import json
 import shutil
 import subprocess
-import threading
 import zipfile
 
 import pandas as pd
@@ -28,7 +27,7 @@ from providers.ecotaxa import EcotaxaConnector
 from providers.harvest import harvest_one
 
 from bdi_samples import BDI_DATA, run_harvest, get_json as get
-from serverkit import start_server
+from serverkit import serve, start_server
 
 ECO = BDI_DATA / 'ecotaxa'
 UVP = ECO / 'uvp5_bats361_export'
@@ -299,10 +298,8 @@ class EcotaxaLive(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope='module')
 def live():
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), EcotaxaLive)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f'http://127.0.0.1:{httpd.server_address[1]}'
-    httpd.shutdown()
+    with serve(EcotaxaLive) as url:
+        yield url
 
 
 def _obs(eng):

@@ -32,7 +32,7 @@ import yaml
 from lxml import etree
 
 from bdi_samples import BDI_DATA, run_harvest, values, coverage as cov
-from serverkit import REPO, start_server
+from serverkit import REPO, serve, start_server
 
 BIO = BDI_DATA / 'emodnet-wcs-wfs'
 BIO_TIF = BIO / 'biology_wcs_GetCoverage_cal_fin_L1_err_Lat40-45.tif'
@@ -354,10 +354,8 @@ class OwsHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture(scope='module')
 def live(mirror):
     OwsHandler.folders = {'bio': BIO, 'bathy': mirror / 'emodnet-bathymetry'}
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), OwsHandler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f'http://127.0.0.1:{httpd.server_address[1]}'
-    httpd.shutdown()
+    with serve(OwsHandler) as url:
+        yield url
 
 
 def test_harvest_over_http_stores_the_coverages_in_the_mirror(tmp_path, live, mirror):

@@ -21,7 +21,6 @@ import http.server
 import json
 import shutil
 import subprocess
-import threading
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import numpy as np
@@ -32,7 +31,7 @@ import yaml
 from lxml import etree
 
 from bdi_samples import BDI_DATA, run_harvest
-from serverkit import REPO, start_server
+from serverkit import REPO, serve, start_server
 from test_grid_edr import AMM, CHEM_COLL, SAL, SDN_COLL, divand_product
 
 CHEM_XML = BDI_DATA / 'emodnet-chemistry/iso19139_product_Water_body_ammonium_combined_6years.xml'
@@ -275,10 +274,8 @@ class SextantHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture(scope='module')
 def sextant():
     SextantHandler.records = {CHEM_ID: CHEM_XML.read_bytes(), SDN_ID: sdn_record()}
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), SextantHandler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f'http://127.0.0.1:{httpd.server_address[1]}/geonetwork/srv/eng/'
-    httpd.shutdown()
+    with serve(SextantHandler) as url:
+        yield f'{url}/geonetwork/srv/eng/'
 
 
 def test_harvest_from_the_live_csw_paths_equals_the_mirror(tmp_path, sextant, mirror, server):

@@ -18,7 +18,6 @@ import http.server
 import json
 import shutil
 import subprocess
-import threading
 import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, urlsplit
 
@@ -31,7 +30,7 @@ from providers import store
 from providers.base import HttpSource, MirrorSource
 from providers.ena import EnaConnector, marine_of, read_browser_xml, read_portal
 from providers.harvest import harvest_one
-from serverkit import start_server
+from serverkit import serve, start_server
 
 ENA = BDI_DATA / 'ena'
 REAL_TSV = sorted(ENA.rglob('*.tsv'))
@@ -305,11 +304,8 @@ def ena_live(tmp_path):
                        for r in csv_rows(f)]
     EnaHandler.searches = {'tax_eq(408172)': [r for r, _ in TSV_SAMPLES],
                            'tax_tree(408169)': [r for r, _ in JSON_SAMPLES]}
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), EnaHandler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield mirror, f'http://127.0.0.1:{httpd.server_address[1]}/'
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(EnaHandler) as url:
+        yield mirror, f'{url}/'
 
 
 def test_mirror_and_live_http_harvests_agree(ena_live, tmp_path):
