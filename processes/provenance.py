@@ -51,7 +51,7 @@ def job_provenance(row: dict, base_url: str, process_version: str) -> ProvDocume
     for name, result in (row.get('results') or {}).items():
         ident = result.get('href') or f'{base_url}/jobs/{job_id}/results#{name}'
         entity = doc.entity(_entity_id(ident), {
-            'vre:output': name, 'vre:sha256': result.get('sha256', ''),
+            'vre:output': name, 'vre:sha256': result.get('sha256') or _file_sha256(result),
             'vre:mediaType': result.get('type') or result.get('mediaType') or '',
             'prov:location': ident})
         doc.wasGeneratedBy(entity, activity, row.get('finished'))
@@ -75,6 +75,16 @@ def _steps(doc, job, job_id: str, steps: list) -> None:
             doc.wasInformedBy(act, activities[n])
         if step.get('output'):
             doc.wasGeneratedBy(_entity_id(step['output']), act, step['finished'])
+
+
+def _file_sha256(result: dict) -> str:
+    """The checksum of a file output that its worker hashes after the job's answer and has
+    not recorded yet: the same bytes, hashed here ('' once the file is gone)."""
+    try:
+        with open(result['path'], 'rb') as fh:
+            return hashlib.file_digest(fh, 'sha256').hexdigest()
+    except (KeyError, OSError):
+        return ''
 
 
 def _entity_id(url: str) -> str:

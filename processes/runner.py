@@ -183,8 +183,9 @@ class JobRunner:
                 workdir.mkdir(parents=True, exist_ok=True)
                 inputs = self._resolve(processor.metadata, inputs, ctx, feed)
                 outputs = processor.run(inputs, ctx)
+                later: list = []
                 results = self._store_outputs(row, processor.metadata, outputs,
-                                              request.get('outputs'), workdir, target)
+                                              request.get('outputs'), workdir, target, later)
         except Exception as err:
             return self._failed(row, err, subscriber)
         finally:
@@ -200,7 +201,25 @@ class JobRunner:
             return 'dismissed'
         _notify(subscriber.get('successUri'), documents.results_document(results))
         _tidy(workdir, {Path(r['path']) for r in results.values() if r.get('path')})
+        self._hash_outputs(job_id, results, later)
         return 'successful'
+
+    def _hash_outputs(self, job_id: str, results: dict, later: list) -> None:
+        """The checksums of the file outputs, computed once the job has answered: hashing
+        a large output (0.7 ms a MB) would otherwise delay every answer, while only the
+        provenance and the tier's ETag need it (`GET /jobs/{id}/prov` hashes a file whose
+        checksum is not recorded yet itself)."""
+        if not later:
+            return
+        try:
+            for name, tier, stored in later:
+                with open(results[name]['path'], 'rb') as fh:
+                    digest = hashlib.file_digest(fh, 'sha256').hexdigest()
+                results[name]['sha256'] = digest
+                tier.record_sha256(stored, digest)
+            self.manager.store.update(job_id, only_if_status=['successful'], results=results)
+        except Exception:   # dismissed meanwhile, or the job's time ran out: no checksum
+            LOGGER.warning('outputs of job %s not hashed', job_id, exc_info=True)
 
     def run_nested(self, job_id: str, attempt: int, step: dict, previous=None,
                    task_id: str | None = None) -> dict:
@@ -456,9 +475,11 @@ class JobRunner:
         return report
 
     def _store_outputs(self, row, metadata, outputs: dict[str, Output], requested,
-                       workdir: Path, target: dict) -> dict:
+                       workdir: Path, target: dict, later: list | None = None) -> dict:
         """Each output by value or by reference, as the request asked (or by its nature);
-        references are files of the storage tier the request chose."""
+        references are files of the storage tier the request chose. Given `later`, file
+        outputs the tier takes over unhashed are listed there (name, tier, stored file), to
+        be hashed after the answer; else every output has its checksum."""
         declared = metadata.get('outputs', {})
         wanted = list(requested) if requested else list(outputs)
         results = {}
@@ -472,45 +493,49 @@ class JobRunner:
                 'contentMediaType', 'application/json')
             if out.href is not None:        # a reference the process made: only that
                 results[name] = {'href': out.href, 'type': media}
-            elif mode == 'reference':
+                continue
+            if out.path is None and mode != 'reference':
+                results[name] = {'value': out.value, 'mediaType': media}
+                results[name]['sha256'] = _sha256(results[name])
+                continue
+            if mode == 'reference':
                 path = out.path
                 if path is None:
                     path = workdir / (name + ('.json' if 'json' in media else '.txt'))
                     data = json.dumps(out.value) if 'json' in media else str(out.value)
                     path.write_text(data)
-                href, digest, path = self._to_tier(row, name, path, media, target)
+                href, stored, path = self._to_tier(row, name, path, media, target, later)
                 results[name] = {'href': href, 'type': media, 'path': str(path)}
-                if digest:
-                    results[name]['sha256'] = digest      # the tier hashed it while storing
-            elif out.path is not None:      # a file by value: kept aside, read when answered
-                file, digest, path = self._to_tier(row, name, out.path, media,
-                                                   {'output_tier': 'volatile'})
+            else:                           # a file by value: kept aside, read when answered
+                file, stored, path = self._to_tier(row, name, out.path, media,
+                                                   {'output_tier': 'volatile'}, later)
                 results[name] = {'inline': True, 'file': file, 'path': str(path),
                                  'mediaType': media}
-                if digest:
-                    results[name]['sha256'] = digest
+            if stored is not None and stored.sha256:
+                results[name]['sha256'] = stored.sha256   # the tier hashed it while storing
+            elif stored is not None and later is not None:
+                later.append((name, self.tiers.get(stored.tier), stored))
             else:
-                results[name] = {'value': out.value, 'mediaType': media}
-        for r in results.values():
-            if not r.get('sha256') and ('path' in r or 'value' in r):
-                r['sha256'] = _sha256(r)
+                results[name]['sha256'] = _sha256(results[name])
         return results
 
-    def _to_tier(self, row, name: str, path: Path, media: str,
-                 target: dict) -> tuple[str, str | None, Path]:
-        """(URL, SHA-256, local file) of a file output stored in the tier the request chose;
-        a local tier takes the file over (renamed, not copied): the local file is then its."""
+    def _to_tier(self, row, name: str, path: Path, media: str, target: dict,
+                 later: list | None = None) -> tuple[str, object, Path]:
+        """(URL, storage.tiers.StoredFile or None, local file) of a file output stored in
+        the tier the request chose; a local tier takes the file over (renamed, not copied):
+        the local file is then its. `later`: the caller hashes it after."""
         if self.tiers is None:
             return f"{self.base_url}/jobs/{row['job_id']}/outputs/{name}", None, path
         from storage.errors import StorageError
         tier, folder, owner, meta = self._target_tier(row, target)
         try:
             stored = tier.put(owner or 'anonymous', f'{folder}/{path.name}', path,
-                              media_type=media, author=owner, move=True, meta=meta)
+                              media_type=media, author=owner, move=True, meta=meta,
+                              hash_later=later is not None)
         except StorageError as err:
             raise InputError(f'output "{name}" could not be stored in the {tier.name} tier: '
                              f'{err}') from None
-        return tier.url_for(stored), stored.sha256, stored.local or path
+        return tier.url_for(stored), stored, stored.local or path
 
     def _store_files(self, row, files: list, target: dict) -> list[dict]:
         """Files a process delivers one by one, into the tier and folder the request chose

@@ -60,7 +60,7 @@ class StoredFile:
     @classmethod
     def from_row(cls, row: FileRow, token: str | None = None) -> 'StoredFile':
         return cls(tier=row.tier, owner=row.owner, path=row.path, size=row.size,
-                   sha256=row.sha256, media_type=row.media_type, version=row.version,
+                   sha256=row.sha256 or None, media_type=row.media_type, version=row.version,
                    created=row.created, author=row.author, licence=row.licence,
                    citation=row.citation, provenance=row.provenance, expires=row.expires,
                    codec=row.codec, stored_size=row.stored_size, token=token)
@@ -122,23 +122,21 @@ class _Source:
 
 
 def move_local(src: Path, target: Path, room: int | None = None, limit: int | None = None,
-               what: str = '', fsync: bool = True, sha256: str | None = None
-               ) -> tuple[int, str] | None:
+               what: str = '', fsync: bool = True, sha256: str | None = None,
+               hash_later: bool = False) -> tuple[int, str] | None:
     """Rename a disposable file (a job's output) to `target` after hashing it: the bytes are
     read once and never written again; not even once when the caller hashed them while
-    writing them (`sha256`). None when they are on another filesystem."""
+    writing them (`sha256`) or hashes them after (`hash_later`: the checksum is then '' until
+    `record_sha256`). None when they are on another filesystem."""
     size = os.stat(src).st_size
     if room is not None and size > room:
         raise QuotaExceeded(f'{size} bytes exceed the quota of {what}; nothing stored')
     if limit is not None and size > limit:
         raise TooLarge(f'the file is larger than the {limit} bytes allowed')
-    if sha256 is None or fsync:
-        h = hashlib.sha256()
+    if (sha256 is None and not hash_later) or fsync:
         with open(src, 'rb') as fh:
-            if sha256 is None:
-                while chunk := fh.read(CHUNK):
-                    h.update(chunk)
-                sha256 = h.hexdigest()
+            if sha256 is None and not hash_later:
+                sha256 = hashlib.file_digest(fh, 'sha256').hexdigest()
             if fsync:
                 os.fsync(fh.fileno())
     try:
@@ -147,18 +145,21 @@ def move_local(src: Path, target: Path, room: int | None = None, limit: int | No
         if err.errno == errno.EXDEV:
             return None
         raise
-    return size, sha256
+    return size, sha256 or ''
 
 
 def write_local(src, target: Path, room: int | None = None, limit: int | None = None,
                 expected: int | None = None, what: str = '', move: bool = False,
-                fsync: bool = True, sha256: str | None = None) -> tuple[int, str]:
+                fsync: bool = True, sha256: str | None = None,
+                hash_later: bool = False) -> tuple[int, str]:
     """Stream `src` to `target` atomically (temp name, fsync, rename); (size, sha256).
     `room` is the quota left, `limit` the request size limit; nothing stays on failure.
     `move`: src is a path that may be renamed into place instead of copied; `sha256` its
-    checksum when the caller knows it. `fsync=False` for tiers that do not wait for the disk."""
+    checksum when the caller knows it, `hash_later` when the caller hashes it after (a
+    renamed file only: a copy is hashed as it is written). `fsync=False` for tiers that do
+    not wait for the disk."""
     if move and isinstance(src, (str, os.PathLike)):
-        moved = move_local(Path(src), target, room, limit, what, fsync, sha256)
+        moved = move_local(Path(src), target, room, limit, what, fsync, sha256, hash_later)
         if moved is not None:
             return moved
     tmp = target.parent / f'.vre-tmp-{uuid.uuid4().hex}'
@@ -261,6 +262,16 @@ class Tier:
     def url_for(self, f: StoredFile) -> str:
         return f'{self.cfg.base_url}/storage/{self.name}/{quote(f.owner)}/{quote(f.path)}'
 
+    def record_sha256(self, f: StoredFile, sha256: str) -> None:
+        """The checksum of a file stored with `hash_later`, once known (the tiers that
+        copy what they store hash it then, and have nothing to record)."""
+
+    def _record_sha256(self, path: str, f: StoredFile, sha256: str) -> None:
+        with self.cat.session() as s, s.begin():
+            s.execute(update(FileRow).where(
+                FileRow.tier == self.name, FileRow.owner == f.owner, FileRow.path == path,
+                FileRow.size == f.size, FileRow.sha256 == '').values(sha256=sha256))
+
     def put_many(self, owner, files: list, author=None, meta=None,
                  metas: list | None = None) -> list[StoredFile]:
         """Several disposable local files (path in the tier, local file, media type, known
@@ -340,9 +351,10 @@ class Workspace(Tier):
 
     # -- the interface ---------------------------------------------------------------------
     def put(self, owner, path, src, media_type=None, meta=None, author=None,
-            expected_size=None, limit=None, move=False, sha256=None) -> StoredFile:
-        """`move` and `sha256` (the caller's checksum of a file it wrote) are taken as hints
-        by the local tiers; replicas are always copies, hashed as they are written."""
+            expected_size=None, limit=None, move=False, sha256=None,
+            hash_later=False) -> StoredFile:
+        """`move`, `sha256` (the caller's checksum of a file it wrote) and `hash_later` are
+        hints for the local tiers; replicas are always copies, hashed as they are written."""
         path = clean_path(path, allow_root=False)
         meta = _meta(meta)
         self._check_parents(owner, path)
@@ -623,7 +635,8 @@ class Dataspace(Tier):
         return total
 
     def put(self, owner, path, src, media_type=None, meta=None, author=None,
-            expected_size=None, limit=None, move=False, sha256=None) -> StoredFile:
+            expected_size=None, limit=None, move=False, sha256=None,
+            hash_later=False) -> StoredFile:
         target = self.local_path(owner, path, allow_root=False)
         rel = clean_path(path)
         meta = _meta(meta)
@@ -639,7 +652,7 @@ class Dataspace(Tier):
         except (FileExistsError, NotADirectoryError):
             raise Conflict(f'a parent of {rel} is a file, not a folder') from None
         size, sha = write_local(src, target, room, limit, expected_size, f'dataspace/{owner}',
-                                move, self.cfg.dataspace_fsync, sha256)
+                                move, self.cfg.dataspace_fsync, sha256, hash_later)
         row = FileRow(tier=self.name, owner=owner, path=rel, version=1, size=size,
                       sha256=sha, media_type=guess_type(rel, media_type),
                       author=author or owner, created=time.time(), **meta)
@@ -696,6 +709,9 @@ class Dataspace(Tier):
                     FileRow.path.in_(rels[i:i + 500])))
             s.execute(FileRow.__table__.insert(), rows)
         return _stored_files(rows, targets)
+
+    def record_sha256(self, f, sha256):
+        self._record_sha256(f.path, f, sha256)
 
     def stat(self, owner, path, version=None) -> StoredFile:
         p = self.local_path(owner, path)
@@ -776,7 +792,7 @@ class Volatile(Tier):
 
     def put(self, owner, path, src, media_type=None, meta=None, author=None,
             expected_size=None, limit=None, ttl: int | None = None, move=False,
-            sha256=None) -> StoredFile:
+            sha256=None, hash_later=False) -> StoredFile:
         name = clean_path(path or 'file', allow_root=False).rsplit('/', 1)[-1]
         meta = _meta(meta)
         ttl = self.cfg.default_ttl if ttl is None else int(ttl)
@@ -787,7 +803,7 @@ class Volatile(Tier):
         target = self._file(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         size, sha = write_local(src, target, None, limit, expected_size, 'the volatile tier',
-                                move, self.cfg.volatile_fsync, sha256)
+                                move, self.cfg.volatile_fsync, sha256, hash_later)
         now = time.time()
         row = FileRow(tier=self.name, owner=owner, path=key, version=1, size=size,
                       sha256=sha, media_type=guess_type(name, media_type),
@@ -829,6 +845,9 @@ class Volatile(Tier):
         for f, name, token in zip(out, names, tokens):
             f.path, f.token = name, token
         return out
+
+    def record_sha256(self, f, sha256):
+        self._record_sha256(self._key(f.token), f, sha256)
 
     def _stored(self, row, token=None) -> StoredFile:
         f = StoredFile.from_row(row, token=token)

@@ -102,6 +102,13 @@ def _signal_group(proc: subprocess.Popen, sig) -> None:
         pass
 
 
+# glibc hands freed memory back to the kernel eagerly: a worker would fault in the pages of
+# every array it cuts anew on each job (3.5 us a page on a VM, 10 ms for a 6 MB cut). Up to
+# 128 MiB freed stays in the process; blocks from 32 MiB up are still mapped and unmapped.
+# An operator's own MALLOC_* settings win.
+WORKER_MALLOC = {'MALLOC_MMAP_THRESHOLD_': str(32 << 20), 'MALLOC_TRIM_THRESHOLD_': str(128 << 20)}
+
+
 def celery_worker_argv(settings: Settings, beat: bool, concurrency: int) -> list[str]:
     argv = [sys.executable, '-m', 'celery', '-A', 'processes.celery_app:celery_app', 'worker',
             '--loglevel', 'WARNING', '--concurrency', str(concurrency),
@@ -146,8 +153,8 @@ def serve(host, port, home):
         _requeue_accepted(settings)
         cores = os.cpu_count() or 1
         sup.start('celery worker', celery_worker_argv(
-            settings, beat=True, concurrency=settings.worker_concurrency or cores), env,
-            restartable=True)
+            settings, beat=True, concurrency=settings.worker_concurrency or cores),
+            {**WORKER_MALLOC, **env}, restartable=True)
         sup.start('web server', [sys.executable, '-m', 'gunicorn', 'vre.wsgi:app',
                                  '--bind', f'{settings.host}:{settings.port}',
                                  # a waiting request (sync execute, Prefer: wait) holds one
@@ -206,7 +213,7 @@ def worker(concurrency, beat):
     if not settings.redis_url:
         raise click.UsageError('set REDIS_URL to the broker of the VRE server')
     _prepared(settings)
-    env = {**os.environ, **settings.env()}
+    env = {**WORKER_MALLOC, **os.environ, **settings.env()}
     argv = celery_worker_argv(settings, beat, concurrency or os.cpu_count() or 1)
     os.execve(argv[0], argv, env)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -169,11 +170,43 @@ def test_a_finished_job_keeps_no_copy_of_its_inputs(vre_server, static_server):
     assert 'value' not in row['results']['subset'] and row['results']['subset']['inline']
     data = base64.b64decode(resp.json()['subset']['value'])
     assert data[:4] == b'\x89HDF'
-    assert hashlib.sha256(data).hexdigest() == row['results']['subset']['sha256']
+    assert hashlib.sha256(data).hexdigest() == recorded_sha256(vre_server, job_id, 'subset')
     again = requests.get(f"{resp.headers['Location']}/results").json()['subset']['value']
     assert base64.b64decode(again) == data
     file = requests.get(f"{resp.headers['Location']}/outputs/subset")
     assert file.status_code == 200 and file.content == data
+
+
+def recorded_sha256(server, job_id: str, output: str, timeout: float = 30) -> str:
+    """The checksum of a file output as the job row records it: the worker hashes the file
+    once the job has answered."""
+    from processes.jobstore import JobStore
+    store = JobStore(f'sqlite:///{server.home}/jobs.sqlite')
+    deadline = time.monotonic() + timeout
+    while not (digest := store.get(job_id)['results'][output].get('sha256')):
+        assert time.monotonic() < deadline, f'no checksum of {output} after {timeout} s'
+        time.sleep(0.05)
+    return digest
+
+
+def test_an_output_checksum_is_recorded_after_the_answer(vre_server, static_server):
+    """The answer does not wait for the output's SHA-256; the provenance read at once has
+    it all the same (hashed from the file until the worker records it), and then the job row
+    and the stored file's Digest/ETag carry the same checksum."""
+    resp = execute(vre_server, 'subset', {
+        'inputs': {'data': {'href': f'{static_server}/{ARGO}'}, 'bbox': [0, -10, 10, 0]},
+        'response': 'document', 'outputs': {'subset': {'transmissionMode': 'reference'}}})
+    assert resp.status_code == 200, resp.text
+    job = resp.headers['Location'].rstrip('/').rsplit('/', 1)[-1]
+    href = resp.json()['subset']['href']
+    want = hashlib.sha256(requests.get(href).content).hexdigest()
+    prov = requests.get(f'{vre_server.url}/jobs/{job}/prov').json()
+    assert [e['vre:sha256'] for e in prov['entity'].values()
+            if e.get('vre:output') == 'subset'] == [want]
+    assert recorded_sha256(vre_server, job, 'subset') == want
+    again = requests.get(href)
+    assert again.headers['Digest'] == f'sha-256={want}'
+    assert again.headers['ETag'] == f'"{want}"'
 
 
 @pytest.mark.parametrize('fmt', ['netcdf', 'csv', 'geojson'])

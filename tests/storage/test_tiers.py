@@ -1,4 +1,5 @@
 """The tier library on real folders and a real SQLite catalogue (no server needed)."""
+import dataclasses
 import hashlib
 import io
 import os
@@ -316,6 +317,29 @@ def test_scratch_tiers_skip_fsync_and_report_a_cut_short_file_lost(tiers, tmp_pa
     durable.dataspace.put('alice', 'a.csv', CSV)
     durable.volatile.put('alice', 'a.csv', CSV)
     assert len(synced) == 2
+
+
+def test_a_file_taken_over_unhashed_gets_its_checksum_recorded(tiers, tmp_path):
+    """`hash_later`: a job's output is renamed into the local tiers without reading it; its
+    checksum is unknown until recorded, and a record for other bytes (the file replaced in
+    the meantime) is not taken. The Workspace, which copies, hashes it anyway."""
+    digest = hashlib.sha256(b'y' * 3000).hexdigest()
+    for tier, owner in ((tiers.volatile, 'alice'), (tiers.dataspace, 'alice')):
+        out = tmp_path / f'{tier.name}.nc'
+        out.write_bytes(b'y' * 3000)
+        f = tier.put(owner, 'jobs/j/out.nc', out, move=True, hash_later=True)
+        again = (lambda: tier.stat(tier.url_for(f).rsplit('/', 1)[1])) \
+            if tier is tiers.volatile else (lambda: tier.stat(owner, 'jobs/j/out.nc'))
+        assert f.sha256 is None and again().sha256 is None
+        tier.record_sha256(dataclasses.replace(f, size=2999), digest)    # not these bytes
+        assert again().sha256 is None
+        tier.record_sha256(f, digest)
+        assert again().sha256 == digest
+        tier.record_sha256(f, '0' * 64)                                 # recorded once
+        assert again().sha256 == digest
+    out = tmp_path / 'ws.nc'
+    out.write_bytes(b'y' * 3000)
+    assert tiers.workspace.put('alice', 'out.nc', out, hash_later=True).sha256 == digest
 
 
 def _job_files(folder, sizes):
