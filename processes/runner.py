@@ -216,7 +216,8 @@ class JobRunner:
                 with open(results[name]['path'], 'rb') as fh:
                     digest = hashlib.file_digest(fh, 'sha256').hexdigest()
                 results[name]['sha256'] = digest
-                tier.record_sha256(stored, digest)
+                if tier is not None:
+                    tier.record_sha256(stored, digest)
             self.manager.store.update(job_id, only_if_status=['successful'], results=results)
         except Exception:   # dismissed meanwhile, or the job's time ran out: no checksum
             LOGGER.warning('outputs of job %s not hashed', job_id, exc_info=True)
@@ -478,8 +479,8 @@ class JobRunner:
                        workdir: Path, target: dict, later: list | None = None) -> dict:
         """Each output by value or by reference, as the request asked (or by its nature);
         references are files of the storage tier the request chose. Given `later`, file
-        outputs the tier takes over unhashed are listed there (name, tier, stored file), to
-        be hashed after the answer; else every output has its checksum."""
+        outputs left unhashed are listed there (name, tier and stored file or None), to be
+        hashed after the answer; else every output has its checksum."""
         declared = metadata.get('outputs', {})
         wanted = list(requested) if requested else list(outputs)
         results = {}
@@ -506,15 +507,14 @@ class JobRunner:
                     path.write_text(data)
                 href, stored, path = self._to_tier(row, name, path, media, target, later)
                 results[name] = {'href': href, 'type': media, 'path': str(path)}
-            else:                           # a file by value: kept aside, read when answered
-                file, stored, path = self._to_tier(row, name, out.path, media,
-                                                   {'output_tier': 'volatile'}, later)
-                results[name] = {'inline': True, 'file': file, 'path': str(path),
-                                 'mediaType': media}
+            else:   # a file by value: kept in the job's folder as long as the job, read when
+                stored = None                                               # answered
+                results[name] = {'inline': True, 'path': str(out.path), 'mediaType': media,
+                                 'file': f"{self.base_url}/jobs/{row['job_id']}/outputs/{name}"}
             if stored is not None and stored.sha256:
                 results[name]['sha256'] = stored.sha256   # the tier hashed it while storing
-            elif stored is not None and later is not None:
-                later.append((name, self.tiers.get(stored.tier), stored))
+            elif later is not None:
+                later.append((name, stored and self.tiers.get(stored.tier), stored))
             else:
                 results[name]['sha256'] = _sha256(results[name])
         return results

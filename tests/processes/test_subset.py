@@ -154,8 +154,8 @@ def test_a_file_read_in_place_is_kept_open_per_version(tmp_path):
 
 def test_a_finished_job_keeps_no_copy_of_its_inputs(vre_server, static_server):
     """The input read by reference is gone from the job's folder once the job is done; an
-    output by value is kept as a file (the job row holds its place, not its bytes, so status
-    reads stay small) and read when the results are asked for."""
+    output by value is kept there as a file, as long as the job (the job row holds its place,
+    not its bytes, so status reads stay small), and read when the results are asked for."""
     import base64
     from processes.jobstore import JobStore
     body = {'inputs': {'data': {'href': f'{static_server}/{ARGO}'}, 'bbox': [-180, -90, 180, 90]},
@@ -165,9 +165,9 @@ def test_a_finished_job_keeps_no_copy_of_its_inputs(vre_server, static_server):
     assert resp.status_code == 200, resp.text
     job_id = resp.headers['Location'].rstrip('/').rsplit('/', 1)[-1]
     folder = vre_server.home / 'jobs' / job_id
-    assert not [p for p in folder.rglob('*') if p.is_file()]
     row = JobStore(f'sqlite:///{vre_server.home}/jobs.sqlite').get(job_id)
     assert 'value' not in row['results']['subset'] and row['results']['subset']['inline']
+    assert [str(p) for p in folder.rglob('*') if p.is_file()] == [row['results']['subset']['path']]
     data = base64.b64decode(resp.json()['subset']['value'])
     assert data[:4] == b'\x89HDF'
     assert hashlib.sha256(data).hexdigest() == recorded_sha256(vre_server, job_id, 'subset')
@@ -175,6 +175,8 @@ def test_a_finished_job_keeps_no_copy_of_its_inputs(vre_server, static_server):
     assert base64.b64decode(again) == data
     file = requests.get(f"{resp.headers['Location']}/outputs/subset")
     assert file.status_code == 200 and file.content == data
+    assert requests.delete(resp.headers['Location']).status_code == 200
+    assert not folder.exists()                      # dismissed: gone with the job
 
 
 def recorded_sha256(server, job_id: str, output: str, timeout: float = 30) -> str:
