@@ -212,12 +212,12 @@ class JobRunner:
         if not later:
             return
         try:
-            for name, tier, stored in later:
+            for name, stored in later:
                 with open(results[name]['path'], 'rb') as fh:
                     digest = hashlib.file_digest(fh, 'sha256').hexdigest()
                 results[name]['sha256'] = digest
-                if tier is not None:
-                    tier.record_sha256(stored, digest)
+                if stored is not None:
+                    self.tiers.get(stored.tier).record_sha256(stored, digest)
             self.manager.store.update(job_id, only_if_status=['successful'], results=results)
         except Exception:   # dismissed meanwhile, or the job's time ran out: no checksum
             LOGGER.warning('outputs of job %s not hashed', job_id, exc_info=True)
@@ -479,8 +479,8 @@ class JobRunner:
                        workdir: Path, target: dict, later: list | None = None) -> dict:
         """Each output by value or by reference, as the request asked (or by its nature);
         references are files of the storage tier the request chose. Given `later`, file
-        outputs left unhashed are listed there (name, tier and stored file or None), to be
-        hashed after the answer; else every output has its checksum."""
+        outputs left unhashed are listed there (name, stored file or None when the job's
+        folder keeps it), to be hashed after the answer; else every output has its checksum."""
         declared = metadata.get('outputs', {})
         wanted = list(requested) if requested else list(outputs)
         results = {}
@@ -514,7 +514,7 @@ class JobRunner:
             if stored is not None and stored.sha256:
                 results[name]['sha256'] = stored.sha256   # the tier hashed it while storing
             elif later is not None:
-                later.append((name, stored and self.tiers.get(stored.tier), stored))
+                later.append((name, stored))
             else:
                 results[name]['sha256'] = _sha256(results[name])
         return results
