@@ -1,7 +1,7 @@
 """`vre order ...`: baskets, submission, the dashboard and downloads over HTTP, for scripts.
 
     vre order create ID... | add JOB ID... | remove JOB ID... | submit JOB | list | show JOB
-    vre order download JOB [-o FILE]   (resumes a partial FILE with Range)
+    vre order download JOB [-o FILE]   (resumes a partial FILE with Range and If-Range)
     vre order push JOB [--path P] | retry JOB
 """
 from __future__ import annotations
@@ -112,24 +112,62 @@ def show(client, job):
               help='file to write (default order-JOB.zip); a partial file is resumed')
 @click.pass_obj
 def download(client, job, output):
-    """Download the order as one zip, resuming where a previous download stopped."""
+    """Download the order as one zip, resuming where a previous download stopped.
+
+    While FILE is partial, the zip's ETag is kept next to it in FILE.etag and sent back as
+    If-Range: a zip that is no longer the same (or a partial FILE with no ETag kept) is
+    downloaded again from the start instead of being appended to."""
     output = output or Path(f'order-{job}.zip')
+    tag = output.with_name(output.name + '.etag')
     have = output.stat().st_size if output.exists() else 0
-    headers = {'Range': f'bytes={have}-'} if have else {}
-    try:
-        r = client.session.get(f'{client.url}/orders/{job}/download', headers=headers,
-                               stream=True, timeout=60)
-    except requests.RequestException as err:
-        raise click.ClickException(f'{client.url} cannot be reached: {err}') from None
-    if r.status_code == 416:          # already complete
+    etag = tag.read_text().strip() if have and tag.exists() else ''
+    r = _get_zip(client, job, {'Range': f'bytes={have}-', 'If-Range': etag} if etag else {})
+    if r.status_code == 416 and r.headers.get('Content-Range') == f'bytes */{have}':
+        tag.unlink(missing_ok=True)       # the same zip, already complete
         click.echo(output)
         return
+    if r.status_code == 416:              # longer than the zip: not a part of it
+        r = _get_zip(client, job, {})
     if r.status_code not in (200, 206):
         raise click.ClickException(f'HTTP {r.status_code}: {r.text[:500]}')
-    with output.open('ab' if r.status_code == 206 else 'wb') as fh:
-        for chunk in r.iter_content(1 << 20):
-            fh.write(chunk)
+    resume = r.status_code == 206
+    if resume and not r.headers.get('Content-Range', '').startswith(f'bytes {have}-'):
+        raise click.ClickException(f'the server sent {r.headers.get("Content-Range")!r} '
+                                   f'for bytes {have}-')
+    if have:
+        click.echo(f'resuming {output} at byte {have}' if resume else
+                   f'{output} cannot be resumed (not a part of this zip, or no ETag kept '
+                   'for it): downloading it again', err=True)
+    if r.headers.get('ETag'):
+        tag.write_text(r.headers['ETag'])
+    else:
+        tag.unlink(missing_ok=True)
+    # a body cut short is kept up to where it stopped (urllib3 would drop the last read)
+    # and its length checked here, so that the next run resumes from there
+    r.raw.enforce_content_length = False
+    expected = int(r.headers.get('Content-Length', -1))
+    got, problem = 0, None
+    with output.open('ab' if resume else 'wb') as fh:
+        try:
+            for chunk in r.iter_content(1 << 20):
+                fh.write(chunk)
+                got += len(chunk)
+        except requests.RequestException as err:
+            problem = str(err)
+        if problem or got < expected:
+            problem = problem or 'the connection closed early'
+            raise click.ClickException(f'the download stopped at byte {fh.tell()} '
+                                       f'({problem}); run the same command again to resume')
+    tag.unlink(missing_ok=True)
     click.echo(output)
+
+
+def _get_zip(client, job: str, headers: dict):
+    try:
+        return client.session.get(f'{client.url}/orders/{job}/download', headers=headers,
+                                  stream=True, timeout=60)
+    except requests.RequestException as err:
+        raise click.ClickException(f'{client.url} cannot be reached: {err}') from None
 
 
 @order.command()

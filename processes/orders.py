@@ -6,6 +6,7 @@ platform's data dashboard shows them, and the actions on an order.
     GET  /orders/{id}/download                    its files as one zip, made as it is
                                                   sent (Range, resumable)
     POST /orders/{id}/workspace  {"path": ...}    copy its files into the caller's workspace
+                                                  (all or nothing)
     POST /orders/{id}/retry                       a new order of the granules that failed
 
 The HTML page renders the table on the server for a signed-in request; opened in a
@@ -18,7 +19,9 @@ import bisect
 import csv
 import io
 import json
+import stat
 import struct
+import time
 import zlib
 from datetime import datetime
 from urllib.parse import quote
@@ -29,7 +32,8 @@ from markupsafe import escape
 from processes.api import _json, check_job
 from processes.documents import iso, status_info
 from processes.order import bdi_sources, granule_rows
-from storage.errors import Gone
+from storage.catalogue import FileRow, FolderRow, clean_path, select
+from storage.errors import Conflict, Gone, StorageError
 from vre.auth import current_user, require_user
 from vre.errors import APIError, BAD_REQUEST, INVALID_PARAMETER, NO_SUCH_JOB, RESULT_NOT_READY
 
@@ -239,17 +243,25 @@ class Orders:
                 for e in manifest['granules'] if e['status'] == 'delivered'] + \
             [('manifest.json', m['href'], m['bytes'], m['sha256'])]
 
+    def _unchanged(self, job_id: str, members: list) -> None:
+        """410 Gone unless every member is still stored as delivered (size and SHA-256),
+        checked with a few catalogue queries for all of them."""
+        now = stored_facts(self.tiers, [href for _, href, _, _ in members])
+        for (name, _, size, sha), facts in zip(members, now):
+            if facts is None:
+                raise Gone(f'{name} of order {job_id} is no longer stored (deleted or '
+                           'expired): order it again')
+            if facts != (size, sha):
+                raise Gone(f'{name} of order {job_id} was changed or replaced since it was '
+                           'delivered: order it again')
+
     def download(self, job_id):
         """The order as one zip, made as it is sent; `Range` answered from the layout."""
         require_user()
         row = self._order(job_id)
         members = self._members(row)
+        self._unchanged(job_id, members)
         files = [self.tiers.resolve(href) for _, href, _, _ in members]
-        for (name, _, size, sha), (tier, space, path) in zip(members, files):
-            f = tier.stat(space, path)
-            if (f.size, f.sha256) != (size, sha):
-                raise Gone(f'{name} of order {job_id} was changed or replaced since it was '
-                           'delivered: order it again')
         crcs = dict((row.get('meta') or {}).get('zip_crc32') or {})
         computed = {}
 
@@ -303,7 +315,13 @@ class Orders:
 
     def push(self, job_id):
         """The order's files and manifest.json copied into a folder of the caller's
-        workspace (default orders/<id>), in one request."""
+        workspace (default orders/<id>), in one request, all or nothing. A file already at
+        a destination path gets a new version (the workspace keeps the earlier ones), as
+        any upload over it does. What can be checked first is, before anything is copied:
+        every file still stored as delivered (else 410) and no destination taken by a
+        folder or below a file (else 409). A copy that still fails part-way is undone: the
+        versions this push wrote are removed (what was there before is current again) and
+        the copy's error is answered."""
         user = require_user()
         row = self._order(job_id)
         body = request.get_json(silent=True) or {}
@@ -311,10 +329,22 @@ class Orders:
         dest = dest or f'orders/{job_id}'
         if not isinstance(dest, str) or not dest.strip('/'):
             raise APIError(400, INVALID_PARAMETER, '"path" must be a workspace folder')
+        dest = clean_path(dest)
         members = self._members(row)
-        dest = dest.strip('/')
-        copied = [self.tiers.copy_to_workspace(user, href, f'{dest}/{name}')
-                  for name, href, _, _ in members]
+        self.tiers.workspace.need(user, user.name, dest, 'write')
+        self._unchanged(job_id, members)
+        targets = [clean_path(f'{dest}/{name}') for name, _, _, _ in members]
+        check_free(self.tiers, user.name, dest, targets)
+        copied = []
+        try:
+            for (_, href, _, _), target in zip(members, targets):
+                copied.append(self.tiers.copy_to_workspace(user, href, target))
+        except BaseException as err:
+            discard(self.tiers, copied)
+            if isinstance(err, APIError):
+                err.detail += (f'; nothing was pushed ({len(copied)} file(s) already copied '
+                               'were removed again)')
+            raise
         href = f'{self.tiers.cfg.base_url}/storage/workspace/{quote(user.name)}/{quote(dest)}'
         doc = {'tier': 'workspace', 'path': dest, 'href': href, 'files': len(copied),
                'size': sum(f.size for f in copied[:-1]),
@@ -338,6 +368,100 @@ class Orders:
                                   meta={'retry_of': job_id})
         return _json(status_info(new, self.base_url), 201,
                      {'Location': f"{self.base_url}/jobs/{new['job_id']}"})
+
+
+# -- stored files, checked and written in bulk --------------------------------------------
+# (Tier.stat and Workspace.put's checks ask the catalogue once per file; an order has
+# thousands. These give the same answers from one query per tier and space.)
+BATCH = 500     # paths per IN (...) query
+
+
+def stored_facts(tiers, hrefs: list[str]) -> list[tuple[int, str | None] | None]:
+    """(size, SHA-256) of each stored file now, as its tier's `stat` gives them, or None
+    when it is gone: the workspace's latest live version, a volatile file until it
+    expires, a dataspace file while its row matches it on disk (changed there since: no
+    known checksum)."""
+    where = [tiers.resolve(h) for h in hrefs]
+    keys = [('volatile', None, tier._key(space)) if tier is tiers.volatile
+            else (tier.name, space, clean_path(path)) for tier, space, path in where]
+    groups: dict = {}
+    for name, space, path in keys:
+        groups.setdefault((name, space), set()).add(path)
+    rows: dict = {}
+    for (name, space), paths in groups.items():
+        paths = sorted(paths)
+        for i in range(0, len(paths), BATCH):
+            q = select(FileRow).where(FileRow.tier == name, FileRow.path.in_(paths[i:i + BATCH]))
+            if space is not None:
+                q = q.where(FileRow.owner == space)
+            if name == 'workspace':
+                q = q.where(FileRow.trashed.is_(None))
+            for r in tiers.cat.rows(q):
+                key = (name, space, r.path)
+                if key not in rows or r.version > rows[key].version:
+                    rows[key] = r
+    now, out = time.time(), []
+    for (tier, space, _), key in zip(where, keys):
+        r = rows.get(key)
+        if tier is tiers.dataspace:
+            out.append(_on_disk(tier, space, key[2], r))
+        elif r is None or (r.expires is not None and r.expires <= now):
+            out.append(None)
+        else:
+            out.append((r.size, r.sha256 or None))
+    return out
+
+
+def _on_disk(tier, space: str, path: str, row) -> tuple[int, str | None] | None:
+    try:
+        st = tier.local_path(space, path).stat()
+    except (StorageError, OSError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    same = row is not None and row.size == st.st_size and row.created >= st.st_mtime - 1
+    return st.st_size, (row.sha256 or None) if same else None
+
+
+def check_free(tiers, owner: str, dest: str, targets: list[str]) -> None:
+    """409 unless a file can be put at each of `targets` (paths under `dest`) in `owner`'s
+    workspace: none is a folder, none lies below a file (Workspace.put's rule, checked for
+    all of them with two queries)."""
+    ups = ['/'.join(dest.split('/')[:i]) for i in range(1, dest.count('/') + 2)]
+    below = dest + '/'
+    files = set(tiers.cat.rows(select(FileRow.path).where(
+        FileRow.tier == 'workspace', FileRow.owner == owner, FileRow.trashed.is_(None),
+        FileRow.path.in_(ups) | FileRow.path.startswith(below, autoescape=True))))
+    folders = set(tiers.cat.rows(select(FolderRow.path).where(
+        FolderRow.tier == 'workspace', FolderRow.owner == owner, FolderRow.trashed.is_(None),
+        FolderRow.path.startswith(below, autoescape=True))))
+    for path in files:
+        parts = path.split('/')
+        folders.update('/'.join(parts[:i]) for i in range(1, len(parts)))
+    for target in targets:
+        if target in folders:
+            raise Conflict(f'{target} is a folder in your workspace; nothing was pushed')
+        parts = target.split('/')
+        for i in range(1, len(parts)):
+            if '/'.join(parts[:i]) in files:
+                raise Conflict(f'{"/".join(parts[:i])} is a file in your workspace, not a '
+                               'folder; nothing was pushed')
+
+
+def discard(tiers, written: list) -> None:
+    """Remove the workspace file versions in `written` (rows, then their replicas' blobs):
+    whatever was at those paths before is current again."""
+    blobs = []
+    with tiers.cat.session() as s, s.begin():
+        for f in written:
+            r = s.scalars(select(FileRow).where(
+                FileRow.tier == 'workspace', FileRow.owner == f.owner, FileRow.path == f.path,
+                FileRow.version == f.version)).first()
+            if r is not None:
+                blobs.append((r.blob, json.loads(r.sites or '[]')))
+                s.delete(r)
+    for blob, sites in blobs:
+        tiers.workspace.store.remove(blob, sites)
 
 
 def _browser() -> bool:

@@ -3,6 +3,7 @@ command line, both against a real server."""
 from __future__ import annotations
 
 import html.parser
+import http.server
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import pytest
 import requests
 
 from orderkit import VRE, wait_for
+from serverkit import serve
 
 COLUMNS = ['Order number', 'BDI', 'Dataset name', 'Source', 'Submitted', 'Delivered',
            'Status', 'Size (bytes)']
@@ -131,3 +133,74 @@ def test_vre_order_command(order_server, tmp_path):
     got = requests.get(f'{s.url}/storage/workspace/alice/cli/o/argo/D6901929_003.nc',
                        headers=s.auth('alice'), timeout=30)
     assert got.content == zf.read('argo/D6901929_003.nc')
+
+
+class CutShort(http.server.BaseHTTPRequestHandler):
+    """A loopback proxy to the server that passes the headers on but stops each body after
+    `limit` bytes and closes the connection: a download interrupted by the network."""
+    target, limit = '', 5000
+
+    def do_GET(self):
+        keep = ('authorization', 'range', 'if-range')
+        with requests.get(self.target + self.path, stream=True, timeout=30, headers={
+                k: v for k, v in self.headers.items() if k.lower() in keep}) as r:
+            self.send_response(r.status_code)
+            for k in ('Content-Type', 'Content-Length', 'Content-Range', 'ETag'):
+                if k in r.headers:
+                    self.send_header(k, r.headers[k])
+            self.end_headers()
+            self.wfile.write(r.raw.read(self.limit))
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+def test_download_resumes_only_the_same_zip(order_server, tmp_path):
+    """`vre order download` cut short keeps the zip's ETag next to the partial file, sends
+    it as If-Range when run again and appends only to the same zip; a partial file of
+    another zip (or one with no ETag kept) is downloaded again from the start."""
+    s = order_server
+    first = submit(s, ['D6901929_001', 'sdn-netCDF_timeseries_tidegauge'])
+    other = submit(s, ['D6901929_002'])
+    assert first['status'] == other['status'] == 'successful'
+    zips = {}
+    for job in (first, other):
+        r = requests.get(f"{s.url}/orders/{job['jobID']}/download", headers=s.auth('alice'),
+                         timeout=30)
+        zips[job['jobID']] = (r.content, r.headers['ETag'])
+    whole, etag = zips[first['jobID']]
+    assert len(whole) > 2 * CutShort.limit and etag != zips[other['jobID']][1]
+    target, tag = tmp_path / 'o.zip', tmp_path / 'o.zip.etag'
+
+    def vre(url, job, ok=True):
+        env = {k: v for k, v in os.environ.items() if not k.startswith('VRE_')}
+        env.update(VRE_URL=url, VRE_TOKEN=s.token('alice'))
+        proc = subprocess.run([VRE, 'order', 'download', job, '-o', str(target)], env=env,
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert (proc.returncode == 0) == ok, proc.stderr
+        return proc
+
+    CutShort.target = s.url
+    with serve(CutShort) as proxy:
+        cut = vre(proxy, first['jobID'], ok=False)
+        assert 'run the same command again' in cut.stderr and 'Traceback' not in cut.stderr
+        assert target.read_bytes() == whole[:CutShort.limit] and tag.read_text() == etag
+        cut = vre(proxy, first['jobID'], ok=False)           # resumed, and cut again
+        assert f'resuming {target} at byte {CutShort.limit}' in cut.stderr
+        assert target.read_bytes() == whole[:2 * CutShort.limit]
+    done = vre(s.url, first['jobID'])
+    assert f'at byte {2 * CutShort.limit}' in done.stderr
+    assert target.read_bytes() == whole and not tag.exists()
+    assert zipfile.ZipFile(target).testzip() is None
+
+    # the same partial file, but the order asked for now is another zip: If-Range fails,
+    # the server sends the whole zip (200) and the file is written again from the start
+    target.write_bytes(whole[:CutShort.limit])
+    tag.write_text(etag)
+    again = vre(s.url, other['jobID'])
+    assert 'downloading it again' in again.stderr
+    assert target.read_bytes() == zips[other['jobID']][0] and not tag.exists()
+    target.write_bytes(whole[:CutShort.limit])             # no ETag kept: not resumed
+    vre(s.url, first['jobID'])
+    assert target.read_bytes() == whole

@@ -8,16 +8,19 @@ import csv
 import hashlib
 import io
 import json
+import sqlite3
 import time
 import zipfile
 import zlib
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
 
 from orderkit import BDI_DATA, StandIn, wait_for
 from processes.jobstore import JobStore
+from storage.replicas import Site
 
 SDN_GRANULES = ['sdn-netCDF_timeseries_tidegauge', 'sdn-sample_ODV']
 
@@ -311,6 +314,74 @@ def test_push_to_workspace(order_server):
                json={'path': ['x']}).status_code == 400
 
 
+def workspace_files(server, folder, user='alice'):
+    """{path: (versions, bytes)} of every live file under a workspace folder ({} if none)."""
+    out, todo = {}, [folder]
+    while todo:
+        r = api(server, 'GET', f'/storage/workspace/{user}/{todo.pop()}', user)
+        if r.status_code == 404:
+            continue
+        for e in r.json()['entries']:
+            if e['type'] == 'folder':
+                todo.append(e['path'])
+                continue
+            path = f"/storage/workspace/{user}/{e['path']}"
+            versions = api(server, 'GET', path, user, params={'versions': ''}).json()
+            out[e['path']] = ([v['version'] for v in versions['versions'] if not v['trashed']],
+                              api(server, 'GET', path, user).content)
+    return out
+
+
+def test_push_is_all_or_nothing(order_server):
+    """A push that cannot finish leaves the workspace as it was: a destination taken by a
+    folder is refused before any copy; a copy failing part-way (a stored file whose every
+    replica is damaged) is undone, and files pushed earlier keep their only version."""
+    s = order_server
+    job = new_basket(s, granule_ids(s, 'obis', 2))            # delivered to the workspace
+    jid = job['jobID']
+    api(s, 'POST', f'/jobs/{jid}/results')
+    assert wait_for(s, jid)['status'] == 'successful'
+    push = f'/orders/{jid}/workspace'
+    assert api(s, 'POST', push, json={'path': f'kept/{jid}'}).status_code == 201
+    before = workspace_files(s, f'kept/{jid}')
+    assert len(before) == 3 and all(v == [1] for v, _ in before.values())
+    again = api(s, 'POST', push, json={'path': f'kept/{jid}'})     # a new version of each
+    assert again.status_code == 201, again.text
+    assert all(v == [1, 2] for v, _ in workspace_files(s, f'kept/{jid}').values())
+
+    # manifest.json is copied last: its place taken by a folder is found before any copy
+    made = api(s, 'POST', f'/storage/workspace/alice/taken/{jid}/manifest.json',
+               json={'action': 'mkdir'})
+    assert made.status_code == 201, made.text
+    r = api(s, 'POST', push, json={'path': f'taken/{jid}'})
+    assert r.status_code == 409, r.text
+    assert r.headers['Content-Type'].startswith('application/problem+json')
+    listing = api(s, 'GET', f'/storage/workspace/alice/taken/{jid}').json()['entries']
+    assert [(e['type'], e['name']) for e in listing] == [('folder', 'manifest.json')]
+    assert 'manifest.json' in r.json()['detail'] and 'nothing' in r.json()['detail']
+
+    # the second stored file damaged on both replica sites: found only when it is read
+    manifest = api(s, 'GET', f'/jobs/{jid}/results').json()['manifest']
+    second = [e for e in (manifest.get('value') or manifest)['granules']
+              if e['status'] == 'delivered'][1]
+    _, _, stored_path = urlsplit(second['href']).path.partition('/storage/workspace/alice/')
+    with sqlite3.connect(s.home / 'storage.sqlite') as db:
+        blob, sites = db.execute(
+            "SELECT blob, sites FROM files WHERE tier = 'workspace' AND owner = 'alice' "
+            'AND path = ? ORDER BY version DESC', (unquote(stored_path),)).fetchone()
+    for site in json.loads(sites):
+        damaged = Site(site).blob_path(blob)
+        Path(damaged).write_bytes(b'\0' * Path(damaged).stat().st_size)
+    for dest in (f'kept/{jid}', f'fresh/{jid}'):
+        r = api(s, 'POST', push, json={'path': dest})
+        assert r.status_code == 503, r.text
+        assert r.headers['Content-Type'].startswith('application/problem+json')
+        assert 'nothing was pushed' in r.json()['detail']
+    assert workspace_files(s, f'fresh/{jid}') == {}
+    after = workspace_files(s, f'kept/{jid}')
+    assert after == {path: ([1, 2], data) for path, (_, data) in before.items()}
+
+
 def test_dataspace_order_in_its_folder_and_changed_files(order_server):
     """An order to the dataspace lands in output_folder/<bdi>/; a delivered file changed
     afterwards makes the download a clear 410, not a zip that lies about its contents."""
@@ -340,6 +411,17 @@ def test_dataspace_order_in_its_folder_and_changed_files(order_server):
     assert put.status_code == 201, put.text
     gone = api(s, 'GET', f"/orders/{job['jobID']}/download")
     assert gone.status_code == 410 and argo[0] in gone.json()['detail']
+    assert api(s, 'POST', f"/orders/{job['jobID']}/workspace").status_code == 410
+    # the same bytes put back: the order is whole again; a file deleted: 410 again
+    put = api(s, 'PUT', f'/storage/dataspace/alice/my/argo-order/argo/{argo[0]}.nc',
+              data=zf.read(f'argo/{argo[0]}.nc'))
+    assert put.status_code == 201, put.text
+    assert api(s, 'GET', f"/orders/{job['jobID']}/download").content == r.content
+    deleted = api(s, 'DELETE', f'/storage/dataspace/alice/my/argo-order/argo/{argo[1]}.nc')
+    assert deleted.status_code == 200, deleted.text
+    gone = api(s, 'GET', f"/orders/{job['jobID']}/download")
+    assert gone.status_code == 410 and gone.json()['detail'].startswith(
+        f"argo/{argo[1]}.nc of order {job['jobID']} is no longer stored")
 
 
 @pytest.mark.parametrize('body,status,words', [
