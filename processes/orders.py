@@ -19,9 +19,7 @@ import bisect
 import csv
 import io
 import json
-import stat
 import struct
-import time
 import zlib
 from datetime import datetime
 from urllib.parse import quote
@@ -32,8 +30,8 @@ from markupsafe import escape
 from processes.api import _json, check_job
 from processes.documents import iso, status_info
 from processes.order import bdi_sources, granule_rows
-from storage.catalogue import FileRow, FolderRow, clean_path, select
-from storage.errors import Conflict, Gone, StorageError
+from storage.catalogue import clean_path
+from storage.errors import Conflict, Gone
 from vre.auth import current_user, require_user
 from vre.errors import APIError, BAD_REQUEST, INVALID_PARAMETER, NO_SUCH_JOB, RESULT_NOT_READY
 
@@ -246,7 +244,7 @@ class Orders:
     def _unchanged(self, job_id: str, members: list) -> None:
         """410 Gone unless every member is still stored as delivered (size and SHA-256),
         checked with a few catalogue queries for all of them."""
-        now = stored_facts(self.tiers, [href for _, href, _, _ in members])
+        now = self.tiers.stat_many([href for _, href, _, _ in members])
         for (name, _, size, sha), facts in zip(members, now):
             if facts is None:
                 raise Gone(f'{name} of order {job_id} is no longer stored (deleted or '
@@ -334,13 +332,16 @@ class Orders:
         self.tiers.workspace.need(user, user.name, dest, 'write')
         self._unchanged(job_id, members)
         targets = [clean_path(f'{dest}/{name}') for name, _, _, _ in members]
-        check_free(self.tiers, user.name, dest, targets)
+        try:
+            self.tiers.workspace.check_free(user.name, dest, targets)
+        except Conflict as err:
+            raise Conflict(f'{err.detail}; nothing was pushed') from None
         copied = []
         try:
             for (_, href, _, _), target in zip(members, targets):
                 copied.append(self.tiers.copy_to_workspace(user, href, target))
         except BaseException as err:
-            discard(self.tiers, copied)
+            self.tiers.workspace.discard(copied)
             if isinstance(err, APIError):
                 err.detail += (f'; nothing was pushed ({len(copied)} file(s) already copied '
                                'were removed again)')
@@ -368,100 +369,6 @@ class Orders:
                                   meta={'retry_of': job_id})
         return _json(status_info(new, self.base_url), 201,
                      {'Location': f"{self.base_url}/jobs/{new['job_id']}"})
-
-
-# -- stored files, checked and written in bulk --------------------------------------------
-# (Tier.stat and Workspace.put's checks ask the catalogue once per file; an order has
-# thousands. These give the same answers from one query per tier and space.)
-BATCH = 500     # paths per IN (...) query
-
-
-def stored_facts(tiers, hrefs: list[str]) -> list[tuple[int, str | None] | None]:
-    """(size, SHA-256) of each stored file now, as its tier's `stat` gives them, or None
-    when it is gone: the workspace's latest live version, a volatile file until it
-    expires, a dataspace file while its row matches it on disk (changed there since: no
-    known checksum)."""
-    where = [tiers.resolve(h) for h in hrefs]
-    keys = [('volatile', None, tier._key(space)) if tier is tiers.volatile
-            else (tier.name, space, clean_path(path)) for tier, space, path in where]
-    groups: dict = {}
-    for name, space, path in keys:
-        groups.setdefault((name, space), set()).add(path)
-    rows: dict = {}
-    for (name, space), paths in groups.items():
-        paths = sorted(paths)
-        for i in range(0, len(paths), BATCH):
-            q = select(FileRow).where(FileRow.tier == name, FileRow.path.in_(paths[i:i + BATCH]))
-            if space is not None:
-                q = q.where(FileRow.owner == space)
-            if name == 'workspace':
-                q = q.where(FileRow.trashed.is_(None))
-            for r in tiers.cat.rows(q):
-                key = (name, space, r.path)
-                if key not in rows or r.version > rows[key].version:
-                    rows[key] = r
-    now, out = time.time(), []
-    for (tier, space, _), key in zip(where, keys):
-        r = rows.get(key)
-        if tier is tiers.dataspace:
-            out.append(_on_disk(tier, space, key[2], r))
-        elif r is None or (r.expires is not None and r.expires <= now):
-            out.append(None)
-        else:
-            out.append((r.size, r.sha256 or None))
-    return out
-
-
-def _on_disk(tier, space: str, path: str, row) -> tuple[int, str | None] | None:
-    try:
-        st = tier.local_path(space, path).stat()
-    except (StorageError, OSError):
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    same = row is not None and row.size == st.st_size and row.created >= st.st_mtime - 1
-    return st.st_size, (row.sha256 or None) if same else None
-
-
-def check_free(tiers, owner: str, dest: str, targets: list[str]) -> None:
-    """409 unless a file can be put at each of `targets` (paths under `dest`) in `owner`'s
-    workspace: none is a folder, none lies below a file (Workspace.put's rule, checked for
-    all of them with two queries)."""
-    ups = ['/'.join(dest.split('/')[:i]) for i in range(1, dest.count('/') + 2)]
-    below = dest + '/'
-    files = set(tiers.cat.rows(select(FileRow.path).where(
-        FileRow.tier == 'workspace', FileRow.owner == owner, FileRow.trashed.is_(None),
-        FileRow.path.in_(ups) | FileRow.path.startswith(below, autoescape=True))))
-    folders = set(tiers.cat.rows(select(FolderRow.path).where(
-        FolderRow.tier == 'workspace', FolderRow.owner == owner, FolderRow.trashed.is_(None),
-        FolderRow.path.startswith(below, autoescape=True))))
-    for path in files:
-        parts = path.split('/')
-        folders.update('/'.join(parts[:i]) for i in range(1, len(parts)))
-    for target in targets:
-        if target in folders:
-            raise Conflict(f'{target} is a folder in your workspace; nothing was pushed')
-        parts = target.split('/')
-        for i in range(1, len(parts)):
-            if '/'.join(parts[:i]) in files:
-                raise Conflict(f'{"/".join(parts[:i])} is a file in your workspace, not a '
-                               'folder; nothing was pushed')
-
-
-def discard(tiers, written: list) -> None:
-    """Remove the workspace file versions in `written` (rows, then their replicas' blobs):
-    whatever was at those paths before is current again."""
-    blobs = []
-    with tiers.cat.session() as s, s.begin():
-        for f in written:
-            r = s.scalars(select(FileRow).where(
-                FileRow.tier == 'workspace', FileRow.owner == f.owner, FileRow.path == f.path,
-                FileRow.version == f.version)).first()
-            if r is not None:
-                blobs.append((r.blob, json.loads(r.sites or '[]')))
-                s.delete(r)
-    for blob, sites in blobs:
-        tiers.workspace.store.remove(blob, sites)
 
 
 def _browser() -> bool:

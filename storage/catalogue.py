@@ -109,9 +109,9 @@ class Catalogue:
         with self.session() as s:
             return list(s.scalars(stmt))
 
-    def one(self, stmt):
+    def one(self, stmt, params: dict | None = None):
         with self.session() as s:
-            return s.scalars(stmt).first()
+            return s.scalars(stmt, params).first()
 
 
 def clean_path(path: str, allow_root: bool = True) -> str:

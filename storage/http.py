@@ -261,10 +261,11 @@ def volatile_item(token, name=None):
     if request.method == 'DELETE':
         v.delete(token, user=require_user())
         return answer({'deleted': True})
-    f = v.stat(token)
     if request.args.get('f') in ('json', 'html'):
+        f = v.stat(token)
         return answer(f.to_dict(), title=f.name)
-    return send(v.open(token), f)
+    f, fh = v.opened(token)
+    return send(fh, f)
 
 
 @bp.route('/storage/public/<token>', methods=['GET', 'HEAD'])

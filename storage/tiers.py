@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from storage.catalogue import Catalogue, FileRow, FolderRow, LinkRow, ShareRow, clean_path, under
 from storage.config import StorageConfig
@@ -349,6 +349,46 @@ class Workspace(Tier):
             if self._current(space, '/'.join(parts[:i])):
                 raise Conflict(f'{"/".join(parts[:i])} is a file, not a folder')
 
+
+    def check_free(self, owner: str, dest: str, targets: list[str]) -> None:
+        """Conflict unless a file can be put at each of `targets` (paths under `dest`):
+        none is a folder, none lies below a file (`put`'s rule, checked for all of them
+        with two queries; `put` asks once per file)."""
+        ups = ['/'.join(dest.split('/')[:i]) for i in range(1, dest.count('/') + 2)]
+        below = dest + '/'
+        files = set(self.cat.rows(select(FileRow.path).where(
+            FileRow.tier == self.name, FileRow.owner == owner, FileRow.trashed.is_(None),
+            FileRow.path.in_(ups) | FileRow.path.startswith(below, autoescape=True))))
+        folders = set(self.cat.rows(select(FolderRow.path).where(
+            FolderRow.tier == self.name, FolderRow.owner == owner, FolderRow.trashed.is_(None),
+            FolderRow.path.startswith(below, autoescape=True))))
+        for path in files:
+            parts = path.split('/')
+            folders.update('/'.join(parts[:i]) for i in range(1, len(parts)))
+        for target in targets:
+            if target in folders:
+                raise Conflict(f'{target} is a folder in the workspace')
+            parts = target.split('/')
+            for i in range(1, len(parts)):
+                if '/'.join(parts[:i]) in files:
+                    raise Conflict(f'{"/".join(parts[:i])} is a file in the workspace, '
+                                   'not a folder')
+
+    def discard(self, written: list[StoredFile]) -> None:
+        """Take back file versions just written (rows, then their replicas' blobs): what
+        was at those paths before is current again. Not a delete: nothing goes to the
+        trash, as if the versions had never been put."""
+        blobs = []
+        with self.cat.session() as s, s.begin():
+            for f in written:
+                r = s.scalars(select(FileRow).where(
+                    FileRow.tier == self.name, FileRow.owner == f.owner, FileRow.path == f.path,
+                    FileRow.version == f.version)).first()
+                if r is not None:
+                    blobs.append((r.blob, json.loads(r.sites or '[]')))
+                    s.delete(r)
+        for blob, sites in blobs:
+            self.store.remove(blob, sites)
     # -- the interface ---------------------------------------------------------------------
     def put(self, owner, path, src, media_type=None, meta=None, author=None,
             expected_size=None, limit=None, move=False, sha256=None,
@@ -721,11 +761,16 @@ class Dataspace(Tier):
         st = p.stat()
         row = self.cat.one(select(FileRow).where(FileRow.tier == self.name,
                                                  FileRow.owner == owner, FileRow.path == rel))
-        if row is not None and row.size == st.st_size and row.created >= st.st_mtime - 1:
+        if self.describes(row, st):
             return StoredFile.from_row(row)
         # written by a notebook: the file itself is the truth, checksum unknown
         return StoredFile(tier=self.name, owner=owner, path=rel, size=st.st_size, sha256=None,
                           media_type=guess_type(rel, None), created=st.st_mtime)
+
+    @staticmethod
+    def describes(row: FileRow | None, st: os.stat_result) -> bool:
+        """The catalogue row is of the file on disk: not written since by a notebook."""
+        return row is not None and row.size == st.st_size and row.created >= st.st_mtime - 1
 
     def open(self, owner, path, version=None):
         p = self.local_path(owner, path)
@@ -854,9 +899,10 @@ class Volatile(Tier):
         f.path = row.blob or 'file'
         return f
 
+    _ROW = select(FileRow).where(FileRow.tier == 'volatile', FileRow.path == bindparam('key'))
+
     def _row(self, token: str) -> FileRow:
-        row = self.cat.one(select(FileRow).where(FileRow.tier == self.name,
-                                                 FileRow.path == self._key(token)))
+        row = self.cat.one(self._ROW, {'key': self._key(token)})   # built once: every download
         if row is None:
             raise NotFound('no such volatile file')
         if row.expires <= time.time():
@@ -867,6 +913,10 @@ class Volatile(Tier):
         return self._stored(self._row(token), token)
 
     def open(self, token, path=None, version=None):
+        return self.opened(token)[1]
+
+    def opened(self, token) -> tuple[StoredFile, object]:
+        """The file's entry and the file opened, with one catalogue lookup."""
         row = self._row(token)
         try:
             fh = open(self._file(row.path), 'rb')
@@ -875,7 +925,7 @@ class Volatile(Tier):
         if os.fstat(fh.fileno()).st_size != row.size:    # cut short by a crash (no fsync)
             fh.close()
             raise Gone('this volatile file was lost (the server stopped while storing it)')
-        return fh
+        return self._stored(row, token), fh
 
     def list(self, owner, folder=''):
         raise NotFound('the volatile tier has no listing; files are reachable by URL only')
@@ -945,6 +995,52 @@ class Tiers:
         if user is not None:
             tier.need(user, space, path, 'read')
         return tier, space, path
+
+    def stat_many(self, hrefs: list[str]) -> list[tuple[int, str | None] | None]:
+        """(size, SHA-256) of each stored file now, as its tier's `stat` gives them, or None
+        when it is gone, from one catalogue query per tier and space (500 paths each; `stat`
+        asks once per file, and an order has thousands): the workspace's latest live
+        version, a volatile file until it expires, a dataspace file as on disk (its
+        checksum unknown when changed there since)."""
+        where = [self.resolve(h) for h in hrefs]
+        keys = [('volatile', None, self.volatile._key(space)) if tier is self.volatile
+                else (tier.name, space, clean_path(path)) for tier, space, path in where]
+        groups: dict = {}
+        for name, space, path in keys:
+            groups.setdefault((name, space), set()).add(path)
+        rows: dict = {}
+        for (name, space), paths in groups.items():
+            paths = sorted(paths)
+            for i in range(0, len(paths), 500):
+                q = select(FileRow).where(FileRow.tier == name,
+                                          FileRow.path.in_(paths[i:i + 500]))
+                if space is not None:
+                    q = q.where(FileRow.owner == space)
+                if name == 'workspace':
+                    q = q.where(FileRow.trashed.is_(None))
+                for r in self.cat.rows(q):
+                    key = (name, space, r.path)
+                    if key not in rows or r.version > rows[key].version:
+                        rows[key] = r
+        now, out = time.time(), []
+        for (tier, space, _), key in zip(where, keys):
+            r = rows.get(key)
+            if tier is self.dataspace:
+                out.append(self._on_disk(space, key[2], r))
+            elif r is None or (r.expires is not None and r.expires <= now):
+                out.append(None)
+            else:
+                out.append((r.size, r.sha256 or None))
+        return out
+
+    def _on_disk(self, space: str, path: str, row) -> tuple[int, str | None] | None:
+        try:
+            st = self.dataspace.local_path(space, path).stat()
+        except (StorageError, OSError):
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return st.st_size, (row.sha256 or None) if self.dataspace.describes(row, st) else None
 
     def copy_to_workspace(self, user, source: str, dest_path: str, owner: str | None = None,
                           ) -> StoredFile:

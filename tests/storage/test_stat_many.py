@@ -1,6 +1,6 @@
-"""The bulk checks behind an order's download and push (processes.orders.stored_facts,
-check_free, discard) on real tiers (real folders, a real SQLite catalogue): the same answers
-as the tiers' own per-file `stat` and `put` checks, from a few catalogue queries."""
+"""The bulk checks behind an order's download and push (Tiers.stat_many,
+Workspace.check_free and discard) on real tiers (real folders, a real SQLite catalogue):
+the same answers as the tiers' own per-file `stat` and `put` checks, from a few queries."""
 from __future__ import annotations
 
 import contextlib
@@ -12,7 +12,6 @@ import time
 import pytest
 from sqlalchemy import event
 
-from processes.orders import check_free, discard, stored_facts
 from storage.config import StorageConfig
 from storage.errors import Conflict, Gone, NotFound
 from storage.tiers import Tiers
@@ -64,7 +63,7 @@ def test_a_thousand_files_per_tier_checked_in_a_few_queries(tiers, tmp_path):
           for i in range(3)]
     hrefs = [tiers.url_for(f) for f in ds + vo + ws]
     with queries(tiers) as seen:
-        facts = stored_facts(tiers, hrefs)
+        facts = tiers.stat_many(hrefs)
     assert len(seen) <= 5, seen           # 2 + 2 chunks of 500 paths, 1 for the workspace
     assert facts == [(f.size, f.sha256) for f in ds + vo + ws]
 
@@ -80,7 +79,7 @@ def test_a_thousand_files_per_tier_checked_in_a_few_queries(tiers, tmp_path):
     late = tiers.volatile.put('alice', 'late.nc', b'soon gone', ttl=1)
     hrefs.append(tiers.url_for(late))
     time.sleep(1.1)
-    facts = stored_facts(tiers, hrefs)
+    facts = tiers.stat_many(hrefs)
     assert facts == [by_stat(tiers, h) for h in hrefs]
     assert facts[0] == (ds[0].size, None) and facts[1] is None
     assert facts[2] == (9, hashlib.sha256(b'new bytes').hexdigest())
@@ -115,9 +114,8 @@ def test_destinations_refused_as_put_would_refuse_them(tiers):
 
 def _free(tiers, dest, target) -> bool:
     try:
-        check_free(tiers, 'alice', dest, [target])
-    except Conflict as err:
-        assert 'nothing was pushed' in err.detail
+        tiers.workspace.check_free('alice', dest, [target])
+    except Conflict:
         return False
     return True
 
@@ -130,7 +128,7 @@ def test_discard_removes_only_the_versions_given(tiers):
     blobs = {f.version if f.path == 'd/a.nc' else 'new': _blob_files(tiers, f)
              for f in (first, second, new)}
     assert all(os.path.exists(b) for paths in blobs.values() for b in paths)
-    discard(tiers, [second, new])
+    ws.discard([second, new])
     assert ws.stat('alice', 'd/a.nc').version == 1
     assert ws.open('alice', 'd/a.nc').read() == b'one'
     assert [v['version'] for v in ws.versions('alice', 'd/a.nc')] == [1]
