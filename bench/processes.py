@@ -111,13 +111,19 @@ def download(href: str) -> bytes:
 
 
 def forget(response: requests.Response) -> None:
-    """Delete a job's outputs from the volatile tier once the clock has stopped, as the
-    direct cut overwrites its one file: both sides start each run with the same page cache
-    (on this VM writing pages not written before costs about 1 ms per MB more)."""
+    """Once the clock has stopped: wait for the worker to record the output's checksum
+    (it hashes the file after the answer; that work must not land on the next timed run),
+    then delete the output from the volatile tier, as the direct cut overwrites its one
+    file: both sides start each run with the same page cache (on this VM writing pages not
+    written before costs about 1 ms per MB more)."""
     job = response.headers['Location']
     results = HTTP.get(f'{job}/results', headers=AUTH, timeout=60).json()
     for r in results.values():
         if '/storage/volatile/' in str(r.get('href', '')):
+            deadline = time.monotonic() + 30
+            while 'Digest' not in HTTP.head(r['href'], timeout=60).headers:
+                assert time.monotonic() < deadline, 'the output was never hashed'
+                time.sleep(0.005)
             HTTP.delete(r['href'], headers=AUTH, timeout=60).raise_for_status()
 
 
@@ -149,18 +155,23 @@ def server_stored(url: str, process: str, inputs: dict, output: str):
     return seconds, download(r.json()[output]['href']), r
 
 
-def median_run(call, runs, want, *args) -> float:
-    """Median seconds of `runs` calls after one untimed call (the worker's first read of a
-    file hashes it once for provenance and opens it); the cut must equal xarray's."""
-    forget(call(*args)[2])
-    times, data = [], b''
-    for _ in range(runs):
-        seconds, data, response = call(*args)
-        times.append(seconds)
-        forget(response)
-    got = xr.open_dataset(io.BytesIO(data), engine='h5netcdf').sst.values
-    assert np.array_equal(got, want), 'server cut differs from the xarray cut'
-    return statistics.median(times)
+def interleaved(runs: int, calls: dict, want) -> dict:
+    """Median seconds of each way of making the cut, the ways taking turns run after run
+    (the machine's speed drifts over seconds: measured one way after the other, a drift
+    lands on one side of the ratio), after one untimed round (the worker's first read of
+    a file hashes it once for provenance and opens it). Each server cut must equal
+    xarray's; its output is deleted once the clock has stopped."""
+    times: dict = {name: [] for name in calls}
+    for i in range(runs + 1):
+        for name, call in calls.items():
+            seconds, data, response = call()
+            if response is not None:
+                forget(response)
+                got = xr.open_dataset(io.BytesIO(data), engine='h5netcdf').sst.values
+                assert np.array_equal(got, want), f'{name}: server cut differs from xarray'
+            if i:
+                times[name].append(seconds)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def bench_subset(url, data_url, folder, runs, ny, nx):
@@ -200,17 +211,20 @@ def bench_subset(url, data_url, folder, runs, ny, nx):
           '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
     with xr.open_dataset(grid) as ds:
         for name, box in BOXES.items():
-            direct = statistics.median([direct_cut(grid, folder / 'cut.nc', box)
-                                        for _ in range(runs)])
-            held = statistics.median([open_cut(ds, folder / 'cut.nc', box) for _ in range(runs)])
+            direct_cut(grid, folder / 'cut.nc', box)
             want = xr.open_dataset(folder / 'cut.nc').sst.values
             inputs = {'data': {'collection': coll}, 'bbox': box}
-            stored = median_run(server_stored, runs, want, url, 'subset', inputs, 'subset')
-            raw = median_run(server_raw, runs, want, url, 'subset', inputs, 'subset')
-            ref = median_run(server_run, runs, want, url, 'subset', inputs, 'subset')
+            m = interleaved(runs, {
+                'direct': lambda: (direct_cut(grid, folder / 'cut.nc', box), None, None),
+                'held': lambda: (open_cut(ds, folder / 'cut.nc', box), None, None),
+                'stored': lambda: server_stored(url, 'subset', inputs, 'subset'),
+                'raw': lambda: server_raw(url, 'subset', inputs, 'subset'),
+                'ref': lambda: server_run(url, 'subset', inputs, 'subset')}, want)
             print(f'| {name} | {want.shape[0]}x{want.shape[1]} | {want.nbytes / 1e6:.1f} | '
-                  f'{direct:.4f} | {held:.4f} | {stored:.4f} | {stored / direct:.2f} | '
-                  f'{raw:.4f} | {raw / direct:.2f} | {ref:.4f} | {ref / direct:.2f} |', flush=True)
+                  f'{m["direct"]:.4f} | {m["held"]:.4f} | {m["stored"]:.4f} | '
+                  f'{m["stored"] / m["direct"]:.2f} | {m["raw"]:.4f} | '
+                  f'{m["raw"] / m["direct"]:.2f} | {m["ref"]:.4f} | '
+                  f'{m["ref"] / m["direct"]:.2f} |', flush=True)
 
 
 def bench_divand(url, data_url, folder, grids, counts, fixed_n, fixed_grid):
