@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 import time
 
 import pytest
 import requests
 import xarray as xr
 from owslib.ogcapi.processes import Processes
+
+from serverkit import serve
 
 CONF = 'http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/'
 EXC = 'http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/'
@@ -236,12 +237,9 @@ def test_callbacks_are_called(vre_server):
         def log_message(self, *args):
             pass
 
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Hook)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    base = f'http://127.0.0.1:{httpd.server_address[1]}'
-    sub = {'successUri': f'{base}/ok', 'inProgressUri': f'{base}/progress',
-           'failedUri': f'{base}/failed'}
-    try:
+    with serve(Hook) as base:
+        sub = {'successUri': f'{base}/ok', 'inProgressUri': f'{base}/progress',
+               'failedUri': f'{base}/failed'}
         r = execute(vre_server, 'echo', {'inputs': {'echoInput': 'call me'}, 'subscriber': sub},
                     prefer='respond-async')
         wait_for(vre_server, r.json()['jobID'])
@@ -258,8 +256,6 @@ def test_callbacks_are_called(vre_server):
         while '/failed' not in received and time.monotonic() < deadline:
             time.sleep(0.05)
         assert received['/failed']['status'] == 'failed'
-    finally:
-        httpd.shutdown()
 
 
 def test_jobs_belong_to_their_user(vre_server):

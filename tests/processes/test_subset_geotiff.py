@@ -2,16 +2,13 @@
 compared, cell by cell, with the GEBCO grid read with xarray at the cell centres."""
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
-
 import numpy as np
 import pytest
 import rasterio
 import requests
 import xarray as xr
 
+from serverkit import serve_folder
 from test_ogcapi_processes import execute, wait_for
 
 GEBCO = 'erddap/coastwatch_griddap_GEBCO_2020_subset.nc'
@@ -72,17 +69,10 @@ def test_time_slices_become_bands_with_nan_nodata(vre_server, tmp_path):
     times = np.array(['2020-01-01', '2020-02-01'], dtype='datetime64[ns]')
     xr.Dataset({'sst': (('time', 'lat', 'lon'), values)},
                coords={'time': times, 'lat': lat, 'lon': lon}).to_netcdf(tmp_path / 'g.nc')
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *a, **k: None
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
+    with serve_folder(tmp_path) as url:
         resp = execute(vre_server, 'subset', {
-            'inputs': {'data': {'href': f'http://127.0.0.1:{httpd.server_address[1]}/g.nc'},
-                       'output_format': 'geotiff'},
+            'inputs': {'data': {'href': f'{url}/g.nc'}, 'output_format': 'geotiff'},
             'response': 'document', 'outputs': {'subset': {'transmissionMode': 'reference'}}})
-    finally:
-        httpd.shutdown()
     assert resp.status_code == 200, resp.text
     (tmp_path / 'out.tif').write_bytes(requests.get(resp.json()['subset']['href']).content)
     src = xr.open_dataset(tmp_path / 'g.nc').sst

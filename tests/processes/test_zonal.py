@@ -2,10 +2,7 @@
 made by subset, against numpy on the cells whose centres shapely finds inside each polygon."""
 from __future__ import annotations
 
-import functools
-import http.server
 import json
-import threading
 
 import numpy as np
 import pytest
@@ -14,6 +11,7 @@ import shapely
 import shapely.geometry
 import xarray as xr
 
+from serverkit import serve_folder
 from test_ogcapi_processes import execute, wait_for
 
 GEBCO = 'erddap/coastwatch_griddap_GEBCO_2020_subset.nc'
@@ -67,15 +65,9 @@ def test_geotiff_from_subset_with_polygons_by_reference(vre_server, static_serve
     assert resp.status_code == 200, resp.text
     tif = resp.json()['subset']['href']
     (tmp_path / 'zones.geojson').write_text(json.dumps(POLYGONS))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *a, **k: None
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        zones = zonal(vre_server, {'raster': {'href': tif}, 'polygons': {
-            'href': f'http://127.0.0.1:{httpd.server_address[1]}/zones.geojson'}})
-    finally:
-        httpd.shutdown()
+    with serve_folder(tmp_path) as url:
+        zones = zonal(vre_server, {'raster': {'href': tif},
+                                   'polygons': {'href': f'{url}/zones.geojson'}})
     check(zones, bdi_data)
 
 

@@ -18,7 +18,6 @@ import http.server
 import json
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -426,16 +425,11 @@ def test_chemistry_geoserver_layers_are_level1_collections(tmp_path, bdi_data):
     wfs = etree.parse(str(WFS_CAPS))
     want = ({c.text.replace(':', '-') for c in wcs.findall('.//wcs:CoverageId', ns)}
             | {f.text.replace(':', '-') for f in wfs.findall('.//wfs:FeatureType/wfs:Name', ns)})
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), ChemistryGeoServer)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    base = f'http://127.0.0.1:{httpd.server_address[1]}/geoserver/emodnet/'
     home = tmp_path / 'home'
     home.mkdir()
-    try:
+    with serve(ChemistryGeoServer) as url:
         report = run_harvest(home, 'emodnet-chemistry-ows', '--url',
-                             f'emodnet-chemistry-ows={base}')['emodnet-chemistry-ows']
-    finally:
-        httpd.shutdown()
+                             f'emodnet-chemistry-ows={url}/geoserver/emodnet/')['emodnet-chemistry-ows']
     assert not report.get('error') and report['skipped'] == []
     import sqlite3
     with sqlite3.connect(home / 'index.sqlite') as db:

@@ -4,11 +4,11 @@ live paths (one per recorded host), then served by a real `vre serve`. Expected 
 from the recorded files with xarray, pandas and json, not through providers/erddap.py."""
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import shutil
 import subprocess
-import threading
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 import xarray as xr
 
 from bdi_samples import BDI_DATA, run_harvest, get_json as get
-from serverkit import start_server
+from serverkit import serve, start_server
 
 from providers import store
 from providers.base import HttpSource, MirrorSource
@@ -83,16 +83,10 @@ def live_hosts(bdi_data):
     for e in MANIFEST:
         p = urlsplit(e['uri'])
         by_host.setdefault(p.netloc, {})[unquote(p.path + ('?' + p.query if p.query else ''))] = e
-    servers, out = [], {}
-    for host, answers in by_host.items():
-        handler = type('Recorded_' + host.replace('.', '_'), (Recorded,), {'answers': answers})
-        httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        servers.append(httpd)
-        out[host] = f'http://127.0.0.1:{httpd.server_address[1]}/erddap/'
-    yield out
-    for httpd in servers:
-        httpd.shutdown()
+    with contextlib.ExitStack() as servers:
+        yield {host: servers.enter_context(serve(type(
+                   'Recorded_' + host.replace('.', '_'), (Recorded,), {'answers': answers})))
+               + '/erddap/' for host, answers in by_host.items()}
 
 
 def live_config(hosts: dict) -> dict:
