@@ -155,22 +155,27 @@ def server_stored(url: str, process: str, inputs: dict, output: str):
     return seconds, download(r.json()[output]['href']), r
 
 
-def interleaved(runs: int, calls: dict, want) -> dict:
-    """Median seconds of each way of making the cut, the ways taking turns run after run
-    (the machine's speed drifts over seconds: measured one way after the other, a drift
-    lands on one side of the ratio), after one untimed round (the worker's first read of
-    a file hashes it once for provenance and opens it). Each server cut must equal
-    xarray's; its output is deleted once the clock has stopped."""
+def in_turns(runs: int, calls: dict, want, passes: int = 4) -> dict:
+    """Median seconds of each way of making the cut, measured in `passes` passes over the
+    ways (this VM's speed drifts by a third over minutes: one pass would put a drift on one
+    side of the ratio), each way's runs in a row after one untimed run. Not run by run: on this VM
+    memory freed by one process (a cut of 22 MB, the file it overwrote) is handed back to
+    the host, and whoever touches memory next pays for it again (about 1 ms per MB), so
+    alternating run by run charges each way with the one before it. The untimed run also
+    covers the worker's first read of a file (hashed once for provenance, then kept open).
+    Each server cut must equal xarray's; its output is deleted once the clock has
+    stopped."""
     times: dict = {name: [] for name in calls}
-    for i in range(runs + 1):
+    for turn in [runs // passes + (k < runs % passes) for k in range(passes)]:
         for name, call in calls.items():
-            seconds, data, response = call()
-            if response is not None:
-                forget(response)
-                got = xr.open_dataset(io.BytesIO(data), engine='h5netcdf').sst.values
-                assert np.array_equal(got, want), f'{name}: server cut differs from xarray'
-            if i:
-                times[name].append(seconds)
+            for i in range(turn + 1):
+                seconds, data, response = call()
+                if response is not None:
+                    forget(response)
+                    got = xr.open_dataset(io.BytesIO(data), engine='h5netcdf').sst.values
+                    assert np.array_equal(got, want), f'{name}: server cut differs from xarray'
+                if i:
+                    times[name].append(seconds)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -214,7 +219,7 @@ def bench_subset(url, data_url, folder, runs, ny, nx):
             direct_cut(grid, folder / 'cut.nc', box)
             want = xr.open_dataset(folder / 'cut.nc').sst.values
             inputs = {'data': {'collection': coll}, 'bbox': box}
-            m = interleaved(runs, {
+            m = in_turns(runs, {
                 'direct': lambda: (direct_cut(grid, folder / 'cut.nc', box), None, None),
                 'held': lambda: (open_cut(ds, folder / 'cut.nc', box), None, None),
                 'stored': lambda: server_stored(url, 'subset', inputs, 'subset'),

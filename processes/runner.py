@@ -464,7 +464,7 @@ class JobRunner:
         return 'failed'
 
     def _reporter(self, job_id):
-        last = [0.0]
+        last = [time.monotonic()]   # a job done within half a second writes no progress
 
         def report(percent: int, message: str):
             now = time.monotonic()

@@ -67,11 +67,19 @@ def companions(ds_or_columns, names: list[str]) -> list[str]:
     return extra
 
 
+def _on_values(var: xr.DataArray, test) -> xr.DataArray:
+    """`test` run on the values of `var` with numpy, as a mask along its dimensions
+    (xarray's own operators align and wrap at every step: a quarter of a small cut)."""
+    return xr.DataArray(test(var.values), dims=var.dims)
+
+
 def _masks(ds, axes, box, t0, t1, z0, z1) -> list[xr.DataArray]:
     masks = []
     if box is not None and axes['latitude'] and axes['longitude']:
-        masks.append(lon_inside(ds[axes['longitude']], box[0], box[2]))
-        masks.append((ds[axes['latitude']] >= box[1]) & (ds[axes['latitude']] <= box[3]))
+        masks.append(_on_values(ds[axes['longitude']],
+                                lambda lon: lon_inside(lon, box[0], box[2])))
+        masks.append(_on_values(ds[axes['latitude']],
+                                lambda lat: (lat >= box[1]) & (lat <= box[3])))
     elif box is not None:
         raise InputError('bbox given but the file has no latitude/longitude variables')
     if (t0 is not None or t1 is not None):
