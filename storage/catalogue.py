@@ -77,9 +77,11 @@ class LinkRow(Base):
 
 
 class Catalogue:
-    """Engine + session factory; WAL and a busy timeout so web and worker processes share it."""
+    """Engine + session factory; WAL and a busy timeout so web and worker processes share it.
+    `durable=False`: commits do not wait for the disk (SQLite synchronous=NORMAL: a power
+    cut may lose the last ones, never the database), for the tiers that do not either."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, durable: bool = True):
         sqlite = url.startswith('sqlite')
         # the busy timeout must be set before the first statement: switching to WAL takes a
         # lock that the other web workers, starting at the same moment, also want
@@ -93,6 +95,8 @@ class Catalogue:
                     cur.execute('PRAGMA journal_mode=WAL')
                 except sqlite3.OperationalError:
                     pass    # another process is switching it; WAL is a property of the file
+                if not durable:
+                    cur.execute('PRAGMA synchronous=NORMAL')
                 cur.close()
         for attempt in range(5):   # web workers start together: another may win the race
             try:

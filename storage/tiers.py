@@ -966,9 +966,12 @@ class Tiers:
         for d in (cfg.staging, cfg.dataspace_root, cfg.volatile_root):
             d.mkdir(parents=True, exist_ok=True)
         self.cat = Catalogue(cfg.catalogue_url)
+        # a scratch tier that does not wait for the disk with its files does not with its
+        # rows either (one commit per job output: an fsync each)
+        quick = Catalogue(cfg.catalogue_url, durable=False)
         self.workspace = Workspace(cfg, self.cat, users)
-        self.dataspace = Dataspace(cfg, self.cat, users)
-        self.volatile = Volatile(cfg, self.cat, users)
+        self.dataspace = Dataspace(cfg, self.cat if cfg.dataspace_fsync else quick, users)
+        self.volatile = Volatile(cfg, self.cat if cfg.volatile_fsync else quick, users)
 
     def get(self, name: str) -> Tier:
         if name not in ('workspace', 'dataspace', 'volatile'):

@@ -305,6 +305,9 @@ def test_scratch_tiers_skip_fsync_and_report_a_cut_short_file_lost(tiers, tmp_pa
     assert synced == []
     tiers.workspace.put('alice', 'a.csv', CSV[:5000])
     assert synced                                    # the replicas are synced
+    # and so are the rows: SQLite's synchronous FULL (2) for the workspace, NORMAL (1) else
+    assert [pragma(t.cat, 'synchronous') for t in (tiers.workspace, tiers.dataspace,
+                                                   tiers.volatile)] == [2, 1, 1]
     token = tiers.volatile.url_for(f).rsplit('/', 1)[1]
     os.truncate(f.local, 10)                         # what a crash before writeback leaves
     with pytest.raises(Gone, match='lost'):
@@ -317,6 +320,12 @@ def test_scratch_tiers_skip_fsync_and_report_a_cut_short_file_lost(tiers, tmp_pa
     durable.dataspace.put('alice', 'a.csv', CSV)
     durable.volatile.put('alice', 'a.csv', CSV)
     assert len(synced) == 2
+    assert {pragma(t.cat, 'synchronous') for t in (durable.dataspace, durable.volatile)} == {2}
+
+
+def pragma(cat, name: str):
+    with cat.engine.connect() as conn:
+        return conn.exec_driver_sql(f'PRAGMA {name}').scalar()
 
 
 def test_a_file_taken_over_unhashed_gets_its_checksum_recorded(tiers, tmp_path):
