@@ -2,10 +2,11 @@
 directly with xarray, and `variational-analysis` run times for growing grids and
 observation counts.
 
-    .venv/bin/python bench/processes.py [--runs 5] [--grid 2400x3600]
+    .venv/bin/python bench/processes.py [--runs 16] [--grid 2400x3600]
 
-Inputs are synthetic files in a temporary folder served over loopback HTTP (as a data host
-would serve them); the server reads them by reference. Goal: subset within 1.3x of xarray.
+Inputs are synthetic files in a temporary folder, served over loopback HTTP (as a data host
+would serve them) and read by reference, and the grid also as a collection of the server,
+read in place. Goal: subset within 1.3x of xarray (bench/README.md).
 """
 from __future__ import annotations
 
@@ -261,7 +262,7 @@ def bench_divand(url, data_url, folder, grids, counts, fixed_n, fixed_grid):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--runs', type=int, default=5)
+    ap.add_argument('--runs', type=int, default=16)
     ap.add_argument('--grid', default='2400x3600', help='rows x columns of the subset grid')
     ap.add_argument('--divand-grids', default='50,100,200,400')
     ap.add_argument('--divand-obs', default='200,2000,20000')
