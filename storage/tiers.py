@@ -349,7 +349,6 @@ class Workspace(Tier):
             if self._current(space, '/'.join(parts[:i])):
                 raise Conflict(f'{"/".join(parts[:i])} is a file, not a folder')
 
-
     def check_free(self, owner: str, dest: str, targets: list[str]) -> None:
         """Conflict unless a file can be put at each of `targets` (paths under `dest`):
         none is a folder, none lies below a file (`put`'s rule, checked for all of them
@@ -389,6 +388,7 @@ class Workspace(Tier):
                     s.delete(r)
         for blob, sites in blobs:
             self.store.remove(blob, sites)
+
     # -- the interface ---------------------------------------------------------------------
     def put(self, owner, path, src, media_type=None, meta=None, author=None,
             expected_size=None, limit=None, move=False, sha256=None,
