@@ -97,6 +97,39 @@ def raster_dataset(path: str, bands: tuple = ()) -> xr.Dataset:
     return out
 
 
+def grid_of(ds: xr.Dataset) -> Grid:
+    """An opened dataset's axes (by role) and fields: the variables on its lon/lat axes."""
+    axes = {}
+    for name in ds.dims:
+        if name in ds.coords and (role := _role(name, ds[name])) and role not in axes:
+            axes[role] = name
+    if 'x' not in axes or 'y' not in axes:
+        raise Unavailable(user_msg='the grid file has no longitude/latitude axes')
+    dims = set(axes.values())
+    fields = {}
+    for name, var in ds.data_vars.items():
+        if {axes['x'], axes['y']} <= set(var.dims) <= dims:
+            fields[name] = {'type': 'number', 'title': var.attrs.get('long_name', name),
+                            'x-ogc-unit': var.attrs.get('units', '')}
+    return Grid(ds, axes, fields)
+
+
+def with_bbox_and_datetime(wanted: dict, bbox, datetime_, roles) -> dict:
+    """The asked ranges by role (from subset) with bbox as x/y and datetime as t."""
+    if bbox:
+        if 'x' in wanted or 'y' in wanted:
+            raise bad('bbox and subset on lon/lat cannot be used together')
+        wanted['x'] = [bbox[0], bbox[2] if len(bbox) == 4 else bbox[3]]
+        wanted['y'] = [bbox[1], bbox[3] if len(bbox) == 4 else bbox[4]]
+    if datetime_:
+        if 't' in wanted:
+            raise bad('datetime and subset on time cannot be used together')
+        if 't' not in roles:
+            raise bad('this grid has no time axis')
+        wanted['t'] = datetime_
+    return wanted
+
+
 def open_grid(path: str, bands: tuple = ()) -> Grid | None:
     """The cached Grid of a file, None if the file is absent; reopened when it changes.
     `bands` names the bands of a GeoTIFF (it has no variable names of its own)."""
@@ -118,19 +151,7 @@ def open_grid(path: str, bands: tuple = ()) -> Grid | None:
             raise
         except Exception as err:   # a corrupt file is a server-side problem, said plainly
             raise Unavailable(user_msg=f'the grid file cannot be read: {type(err).__name__}')
-        axes = {}
-        for name in ds.dims:
-            if name in ds.coords and (role := _role(name, ds[name])) and role not in axes:
-                axes[role] = name
-        if 'x' not in axes or 'y' not in axes:
-            raise Unavailable(user_msg='the grid file has no longitude/latitude axes')
-        dims = set(axes.values())
-        fields = {}
-        for name, var in ds.data_vars.items():
-            if {axes['x'], axes['y']} <= set(var.dims) <= dims:
-                fields[name] = {'type': 'number', 'title': var.attrs.get('long_name', name),
-                                'x-ogc-unit': var.attrs.get('units', '')}
-        grid = Grid(ds, axes, fields)
+        grid = grid_of(ds)
         if cached:
             cached[1].ds.close()
         _GRIDS[(path, tuple(bands))] = (key, grid)
@@ -208,27 +229,14 @@ class GridCoverage(BaseProvider):
                                        'the configured mirror)')
         ds, ax = self.grid.ds, self.grid.axes
         names = list(properties or self.fields)
-        wanted = self._by_role(subsets or {})
-        if bbox:
-            if 'x' in wanted or 'y' in wanted:
-                raise bad('bbox and subset on lon/lat cannot be used together')
-            wanted['x'] = [bbox[0], bbox[2] if len(bbox) == 4 else bbox[3]]
-            wanted['y'] = [bbox[1], bbox[3] if len(bbox) == 4 else bbox[4]]
-        if datetime_:
-            if 't' in wanted:
-                raise bad('datetime and subset on time cannot be used together')
-            if 't' not in ax:
-                raise bad('this grid has no time axis')
-            wanted['t'] = datetime_
+        wanted = with_bbox_and_datetime(self._by_role(subsets or {}), bbox, datetime_, ax)
         index = {ax[r]: self._cut(r, v) for r, v in wanted.items()}
         out = ds[names].isel(index)
         cells = int(np.prod([out.sizes[d] for d in out.dims])) * max(len(names), 1)
         if cells > self.max_cells:
             raise ProviderRequestEntityTooLargeError(
                 f'{cells} values asked, at most {self.max_cells}: use bbox or subset')
-        if format_ == 'json':
-            return self._covjson(out, names)
-        return self._netcdf(out)
+        return answer(self.grid, out, names, format_)
 
     def _by_role(self, subsets: dict) -> dict:
         ax = self.grid.axes
@@ -292,56 +300,63 @@ class GridCoverage(BaseProvider):
             raise NoCells(user_msg=f'no grid cell of {dim} in {asked}; the grid has {extent}')
         return slice(int(found[0]), int(found[-1]) + 1)
 
-    # outputs -----------------------------------------------------------------------------
-    def _covjson(self, out: xr.Dataset, names: list[str]) -> dict:
-        ax = self.grid.axes
-        role_of = {d: r for r, d in ax.items()}
-        axes = {}
-        for role, dim in ax.items():
-            vals = out[dim].values
-            axes[role] = {'values': [_iso(v) for v in vals] if role == 't' and
-                          np.issubdtype(vals.dtype, np.datetime64) else vals.tolist()}
-        referencing = [{'coordinates': ['x', 'y'],
-                        'system': {'type': 'GeographicCRS', 'id': CRS84}}]
-        if 'z' in ax:
-            attrs = self.grid.ds[ax['z']].attrs
-            referencing.append({'coordinates': ['z'], 'system': {
-                'type': 'VerticalCRS', 'cs': {'csAxes': [{
-                    'name': {'en': ax['z']}, 'direction': attrs.get('positive', 'down'),
-                    'unit': {'symbol': attrs.get('units', '')}}]}}})
-        if 't' in ax:
-            referencing.append({'coordinates': ['t'],
-                                'system': {'type': 'TemporalRS', 'calendar': 'Gregorian'}})
-        params, ranges = {}, {}
-        for name in names:
-            var = out[name]
-            meta = self.fields[name]
-            params[name] = {'type': 'Parameter', 'description': {'en': meta['title']},
-                            'unit': {'symbol': meta['x-ogc-unit']},
-                            'observedProperty': {'id': name, 'label': {'en': meta['title']}}}
-            values = var.values.astype('f8').ravel()
-            ranges[name] = {'type': 'NdArray', 'dataType': 'float',
-                            'axisNames': [role_of[d] for d in var.dims],
-                            'shape': list(var.shape),
-                            'values': [None if np.isnan(v) else float(v) for v in values]}
-        return {'type': 'Coverage', 'domain': {'type': 'Domain', 'domainType': 'Grid',
-                                               'axes': axes, 'referencing': referencing},
-                'parameters': params, 'ranges': ranges}
 
-    @staticmethod
-    def _netcdf(out: xr.Dataset) -> bytes:
-        """NetCDF-4 of the subset with the source's attributes and packing (not its chunking)."""
-        out = out.copy()
-        for name, var in out.variables.items():
-            var.encoding = {k: v for k, v in var.encoding.items() if k in KEEP_ENCODING}
-            if name in out.coords:      # GDAL < 3.7 takes a coordinate's actual_range as the
-                var.attrs.pop('actual_range', None)    # grid's edges: half a cell off; drop it
-            elif 'actual_range' in var.attrs:
-                var.attrs['actual_range'] = _range(var.values).astype(var.dtype)
-        out.attrs = _subset_extent(out.attrs, out)
-        with tempfile.NamedTemporaryFile(suffix='.nc') as fh:
-            out.to_netcdf(fh.name, engine='netcdf4')
-            return open(fh.name, 'rb').read()
+# outputs -------------------------------------------------------------------------------
+def answer(grid: Grid, out: xr.Dataset, names: list[str], format_: str):
+    """A cut of a grid as the coverage answer: CoverageJSON, else NetCDF."""
+    return covjson(grid, out, names) if format_ == 'json' else netcdf(out)
+
+
+def covjson(grid: Grid, out: xr.Dataset, names: list[str]) -> dict:
+    """CoverageJSON of a cut `out` of `grid` (titles and units from its fields)."""
+    ax = grid.axes
+    role_of = {d: r for r, d in ax.items()}
+    axes = {}
+    for role, dim in ax.items():
+        vals = out[dim].values
+        axes[role] = {'values': [_iso(v) for v in vals] if role == 't' and
+                      np.issubdtype(vals.dtype, np.datetime64) else vals.tolist()}
+    referencing = [{'coordinates': ['x', 'y'],
+                    'system': {'type': 'GeographicCRS', 'id': CRS84}}]
+    if 'z' in ax:
+        attrs = grid.ds[ax['z']].attrs
+        referencing.append({'coordinates': ['z'], 'system': {
+            'type': 'VerticalCRS', 'cs': {'csAxes': [{
+                'name': {'en': ax['z']}, 'direction': attrs.get('positive', 'down'),
+                'unit': {'symbol': attrs.get('units', '')}}]}}})
+    if 't' in ax:
+        referencing.append({'coordinates': ['t'],
+                            'system': {'type': 'TemporalRS', 'calendar': 'Gregorian'}})
+    params, ranges = {}, {}
+    for name in names:
+        var = out[name]
+        meta = grid.fields[name]
+        params[name] = {'type': 'Parameter', 'description': {'en': meta['title']},
+                        'unit': {'symbol': meta['x-ogc-unit']},
+                        'observedProperty': {'id': name, 'label': {'en': meta['title']}}}
+        values = var.values.astype('f8').ravel()
+        ranges[name] = {'type': 'NdArray', 'dataType': 'float',
+                        'axisNames': [role_of[d] for d in var.dims],
+                        'shape': list(var.shape),
+                        'values': [None if np.isnan(v) else float(v) for v in values]}
+    return {'type': 'Coverage', 'domain': {'type': 'Domain', 'domainType': 'Grid',
+                                           'axes': axes, 'referencing': referencing},
+            'parameters': params, 'ranges': ranges}
+
+
+def netcdf(out: xr.Dataset) -> bytes:
+    """NetCDF-4 of the subset with the source's attributes and packing (not its chunking)."""
+    out = out.copy()
+    for name, var in out.variables.items():
+        var.encoding = {k: v for k, v in var.encoding.items() if k in KEEP_ENCODING}
+        if name in out.coords:      # GDAL < 3.7 takes a coordinate's actual_range as the
+            var.attrs.pop('actual_range', None)    # grid's edges: half a cell off; drop it
+        elif 'actual_range' in var.attrs:
+            var.attrs['actual_range'] = _range(var.values).astype(var.dtype)
+    out.attrs = _subset_extent(out.attrs, out)
+    with tempfile.NamedTemporaryFile(suffix='.nc') as fh:
+        out.to_netcdf(fh.name, engine='netcdf4')
+        return open(fh.name, 'rb').read()
 
 
 def _bdi_of(path: str, bdis: dict, default: str) -> tuple[str, dict]:

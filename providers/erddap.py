@@ -35,7 +35,8 @@ What becomes what:
 - Tabledap rows with latitude/longitude become Features (collection `erddap-observations`):
   a point per row with every variable as a property (Argo: platform_number, cycle_number,
   pres, temp, psal and their QC); griddap subsets are served as coverages by
-  providers.coverage.GridCoverage (e.g. `bathymetry-gebco-2020`).
+  providers.coverage.GridCoverage (e.g. `bathymetry-gebco-2020`), and a whole griddap dataset
+  live by `GriddapCoverage` (below).
 - Errors: ERDDAP answers `Error { code=...; message="..."; }` as text/plain. A 404 "no
   matching results" is an empty answer, not a failure; other codes are reported with
   ERDDAP's message (listing problems, or the granule's `skipped` reason).
@@ -50,7 +51,8 @@ answers fast, paged, searchable together with the other BDIs, and available offl
 subsets to keep are chosen in the config (the request builders below make ERDDAP URLs from a
 bbox, a time interval and constraints). For data too large or too fresh to harvest,
 `TabledapFeatures` (below) is a small live pass-through provider for one tabledap dataset that
-fixes those faults (ids from the row, paging over a cached answer, ERDDAP errors as 4xx/502).
+fixes those faults (ids from the row, paging over a cached answer, ERDDAP errors as 4xx/502);
+`GriddapCoverage` does the same for one griddap dataset as OGC API - Coverages.
 """
 from __future__ import annotations
 
@@ -68,7 +70,8 @@ import numpy as np
 import pandas as pd
 import requests
 from pygeoapi.provider.base import (BaseProvider, ProviderGenericError,
-                                    ProviderInvalidQueryError, ProviderItemNotFoundError)
+                                    ProviderInvalidQueryError, ProviderItemNotFoundError,
+                                    ProviderRequestEntityTooLargeError)
 
 from providers.base import (Connector, Granule, GranuleError, GranuleRef, HttpSource,
                             MirrorSource, Source, Stat)
@@ -125,10 +128,13 @@ def tabledap_request(dataset: str, variables=(), bbox=None, time=None, constrain
     return f'tabledap/{dataset}.{fmt}?' + '&'.join(parts + list(extra))
 
 
-def griddap_request(dataset: str, variables, ranges, stride: int = 1, fmt: str = 'nc') -> str:
-    """`griddap/<id>.<fmt>?var[(a):stride:(b)]...` (one range per axis, in the grid's order)."""
-    step = f':{stride}' if stride != 1 else ''
-    dims = ''.join(f'[({_value(lo)}){step}:({_value(hi)})]' for lo, hi in ranges)
+def griddap_request(dataset: str, variables, ranges, stride=1, fmt: str = 'nc') -> str:
+    """`griddap/<id>.<fmt>?var[(a):stride:(b)]...` (one range per axis, in the grid's order;
+    a range of one value is `[(v)]`; `stride` is one for all axes or one per axis)."""
+    strides = stride if isinstance(stride, (list, tuple)) else [stride] * len(ranges)
+    dims = ''.join(f'[({_value(r[0])})]' if len(r) == 1 else
+                   f'[({_value(r[0])}){f":{s}" if s != 1 else ""}:({_value(r[1])})]'
+                   for r, s in zip(ranges, strides))
     return f'griddap/{dataset}.{fmt}?' + ','.join(v + dims for v in variables)
 
 
@@ -208,17 +214,24 @@ def read_table(body: bytes, fmt: str) -> pd.DataFrame:
 
 
 def read_info(table: pd.DataFrame) -> dict:
-    """info/<id>/index: global attributes, and per variable its type and attributes."""
-    glob, variables = {}, {}
+    """info/<id>/index: global attributes, per variable its type and attributes; for griddap
+    also its axes (`dimension` rows: nValues, averageSpacing, ...; their attributes are under
+    `variables`) and the axes of each data variable (a `variable` row's value), in order."""
+    glob, variables, dimensions, dims = {}, {}, {}, {}
     for row in table.itertuples(index=False):
         kind, var, attr, dtype, value = (str(v) for v in row[:5])
         if kind == 'variable':
             variables[var] = {'type': dtype}
+            if value.strip():
+                dims[var] = [d.strip() for d in value.split(',')]
+        elif kind == 'dimension':
+            dimensions[var] = dict([part.strip().partition('=')[::2]
+                                    for part in value.split(',')], type=dtype)
         elif kind == 'attribute' and var == 'NC_GLOBAL':
             glob[attr] = value
         elif kind == 'attribute':
             variables.setdefault(var, {'type': None})[attr] = value
-    return {'attributes': glob, 'variables': variables}
+    return {'attributes': glob, 'variables': variables, 'dimensions': dimensions, 'dims': dims}
 
 
 def _floats(text) -> list[float]:
@@ -633,6 +646,9 @@ class UpstreamError(ProviderGenericError):
 
 _LIVE: dict[str, tuple[float, object]] = {}     # request URL -> (when, answer), per process
 _LIVE_MAX = 32
+_LIVE_BYTES = 16 << 20                          # larger raw answers are not kept
+_INFO: dict[str, tuple[float, object]] = {}     # info URL -> (when, info or the error)
+INFO_RETRY = 30
 
 
 def _num(v) -> str:
@@ -648,7 +664,73 @@ def _is_number(v) -> bool:
         return False
 
 
-class TabledapFeatures(BaseProvider):
+class _LiveDataset(BaseProvider):
+    """One ERDDAP dataset asked live (`data`: <server>/<protocol>/<id>): its info read once
+    per process, answers kept `cache_seconds` (option), ERDDAP's errors as 4xx/502."""
+    protocol = 'tabledap'
+
+    def __init__(self, provider_def):
+        super().__init__(provider_def)
+        self.opts = provider_def.get('options') or {}
+        base, _, ds = str(self.data).rstrip('/').rpartition(f'/{self.protocol}/')
+        self.server, self.dataset = base + '/', ds
+        self.timeout = float(self.opts.get('timeout', 60))
+
+    def info(self) -> dict:
+        """info/<id>/index.json, once per process; a failure is retried after INFO_RETRY s
+        (pygeoapi builds a provider per request: a down server is not asked every time)."""
+        url = f'{self.server}info/{self.dataset}/index.json'
+        hit = _INFO.get(url)
+        if hit and not isinstance(hit[1], Exception):
+            return hit[1]
+        if hit and time_module.monotonic() - hit[0] < INFO_RETRY:
+            raise hit[1]
+        try:
+            info = self._fetch(url, lambda body: read_info(read_table(body, 'json')))
+            if info is None:
+                raise UpstreamError(user_msg=f'ERDDAP {self.server} has no dataset '
+                                             f'{self.dataset!r}')
+        except ProviderGenericError as err:
+            _INFO[url] = (time_module.monotonic(), err)
+            raise
+        _INFO[url] = (time_module.monotonic(), info)
+        return info
+
+    def _cached(self, url, parse):
+        hit = _LIVE.get(url)
+        if hit and time_module.monotonic() - hit[0] < float(self.opts.get('cache_seconds', 300)):
+            return hit[1]
+        value = self._fetch(url, parse)
+        if len(_LIVE) >= _LIVE_MAX:
+            _LIVE.pop(next(iter(_LIVE)))
+        if not isinstance(value, bytes) or len(value) <= _LIVE_BYTES:
+            _LIVE[url] = (time_module.monotonic(), value)
+        return value
+
+    def _fetch(self, url, parse):
+        """parse(body) of a 200; None for ERDDAP's 404 "no results"; else 400 or 502."""
+        try:
+            r = requests.get(url, timeout=self.timeout)
+        except requests.RequestException as err:
+            raise UpstreamError(user_msg=f'ERDDAP {self.server} unreachable: '
+                                f'{type(err).__name__}') from None
+        if r.status_code == 200:
+            try:
+                return parse(r.content)
+            except ProviderGenericError:
+                raise
+            except Exception as err:
+                raise UpstreamError(user_msg=f'ERDDAP {self.server} answered what cannot be '
+                                    f'read here: {type(err).__name__}') from None
+        err = error_message(r.status_code, r.content)
+        if err.status == 400:
+            raise ProviderInvalidQueryError(msg=str(err), user_msg=str(err))
+        if not no_results(err):
+            raise UpstreamError(user_msg=str(err))
+        return None
+
+
+class TabledapFeatures(_LiveDataset):
     """Features answered live by one tabledap dataset (`data`: <server>/tabledap/<id>).
 
     bbox -> longitude/latitude constraints, datetime -> time constraints (seconds since 1970),
@@ -661,19 +743,14 @@ class TabledapFeatures(BaseProvider):
 
     def __init__(self, provider_def):
         super().__init__(provider_def)
-        self.opts = provider_def.get('options') or {}
-        base, _, ds = str(self.data).rstrip('/').rpartition('/tabledap/')
-        self.server, self.dataset = base + '/', ds
-        self.timeout = float(self.opts.get('timeout', 60))
         self.id_field = 'id'
         self._fields = self.get_fields()
 
     def get_fields(self):
         """From the dataset's info (fetched once per process); the declared variables as text
         while the server cannot be reached."""
-        url = f'{self.server}info/{self.dataset}/index.json'
         try:
-            info = self._cached(url, lambda body: read_info(read_table(body, 'json')))
+            info = self.info()
         except Exception:
             return {v: {'type': 'string'} for v in self.opts.get('variables') or ()}
         kinds = {'String': 'string', 'char': 'string', 'double': 'number', 'float': 'number'}
@@ -681,29 +758,6 @@ class TabledapFeatures(BaseProvider):
         types = {v: info['variables'].get(v, {}).get('type') for v in wanted}
         return {v: {'type': kinds.get(types[v], 'integer' if types[v] else 'string'),
                     **({'format': 'date-time'} if v == 'time' else {})} for v in wanted}
-
-    def _cached(self, url, parse):
-        hit = _LIVE.get(url)
-        if hit and time_module.monotonic() - hit[0] < float(self.opts.get('cache_seconds', 300)):
-            return hit[1]
-        try:
-            r = requests.get(url, timeout=self.timeout)
-        except requests.RequestException as err:
-            raise UpstreamError(user_msg=f'ERDDAP {self.server} unreachable: '
-                                f'{type(err).__name__}') from None
-        value = None
-        if r.status_code == 200:
-            value = parse(r.content)
-        else:
-            err = error_message(r.status_code, r.content)
-            if err.status == 400:
-                raise ProviderInvalidQueryError(msg=str(err), user_msg=str(err))
-            if not no_results(err):
-                raise UpstreamError(user_msg=str(err))
-        if len(_LIVE) >= _LIVE_MAX:
-            _LIVE.pop(next(iter(_LIVE)))
-        _LIVE[url] = (time_module.monotonic(), value)
-        return value
 
     def request_url(self, bbox=None, datetime_=None, properties=()) -> str:
         """The tabledap .nc request for an OGC API query."""
@@ -757,3 +811,227 @@ class TabledapFeatures(BaseProvider):
         raise ProviderItemNotFoundError(
             msg='not in a held answer', user_msg=f'no item {identifier!r} in the answers held '
             'here: query the collection first (ERDDAP rows have no identifiers)')
+
+
+# --- live griddap (pygeoapi coverage provider) ----------------------------------------------
+AXIS_TYPES = {'lon': 'x', 'lat': 'y', 'time': 't', 'height': 'z', 'geoz': 'z'}
+
+
+@dataclass
+class GridAxis:
+    """A griddap axis as its info gives it: `n` values from `first` to `last` (descending
+    when first > last, as ERDDAP often stores latitude; time in seconds since 1970)."""
+    name: str
+    role: str | None
+    first: float
+    last: float
+    n: int
+
+    @property
+    def step(self) -> float:
+        return (self.last - self.first) / (self.n - 1) if self.n > 1 else 0.0
+
+    @property
+    def lo(self) -> float:
+        return min(self.first, self.last)
+
+    @property
+    def hi(self) -> float:
+        return max(self.first, self.last)
+
+    def index(self, value: float) -> int:
+        """ERDDAP's closest index of a value."""
+        return 0 if self.n == 1 else int(min(max(round((value - self.first) / self.step), 0),
+                                             self.n - 1))
+
+    def count(self, rng: tuple) -> int:
+        """Values ERDDAP answers for a constraint (value,) or (start, stop) of this axis."""
+        if len(rng) == 1:
+            return 1
+        num = (lambda v: pd.Timestamp(v).timestamp()) if self.role == 't' else float
+        return abs(self.index(num(rng[1])) - self.index(num(rng[0]))) + 1
+
+    def text(self, value: float) -> str:
+        """A value as a constraint: ISO time, else degrees etc. (2 decimals when exact, the
+        form erddapy/argopy send)."""
+        if self.role == 't':
+            return _epoch_iso(value)
+        short = f'{value:.2f}'
+        return short if float(short) == value else repr(float(value))
+
+
+def _axis_role(name: str, attrs: dict) -> str | None:
+    from providers.coverage import ALIASES
+    kind = str(attrs.get('_CoordinateAxisType') or '').lower()
+    axis = str(attrs.get('axis') or '').lower()
+    return AXIS_TYPES.get(kind) or (axis if axis in ('x', 'y', 'z', 't') else None) or next(
+        (r for r, names in ALIASES.items() if name.lower() in names), None)
+
+
+def grid_axes(info: dict) -> list[GridAxis]:
+    """The axes of a griddap info, in the grid's order (its `dimension` rows): actual_range,
+    nValues, and the sign of averageSpacing for the direction."""
+    out = []
+    for name, dim in (info.get('dimensions') or {}).items():
+        attrs = info['variables'].get(name) or {}
+        rng, n = _floats(attrs.get('actual_range', '')), _floats(dim.get('nValues', ''))
+        if len(rng) != 2 or len(n) != 1:
+            raise UpstreamError(user_msg=f'the ERDDAP info gives no actual_range/nValues of '
+                                         f'the axis {name}')
+        first, last = rng
+        spacing = _floats(dim.get('averageSpacing', ''))     # none for time ("1 day 3h")
+        if spacing and (spacing[0] < 0) != (first > last):
+            first, last = last, first
+        out.append(GridAxis(name, _axis_role(name, attrs), first, last, int(n[0])))
+    return out
+
+
+def _stride(nx: int, ny: int, other: int, max_cells: int) -> int:
+    """The smallest stride on x and y that keeps ceil(nx/s) * ceil(ny/s) * other cells (other:
+    the time/depth steps times the variables) within max_cells."""
+    if other > max_cells:
+        raise ProviderRequestEntityTooLargeError(
+            f'{other} values asked for a single cell, at most {max_cells}: ask fewer times, '
+            'depths or properties')
+    s = max(1, int((nx * ny * other / max_cells) ** 0.5))
+    while -(-nx // s) * -(-ny // s) * other > max_cells:
+        s += 1
+    return s
+
+
+def _netcdf_answer(body: bytes) -> bytes:
+    read_nc(body).close()        # not NetCDF: an upstream fault, not kept
+    return body
+
+
+class GriddapCoverage(_LiveDataset):
+    """OGC API - Coverages answered live by one griddap dataset (`data`: <server>/griddap/<id>).
+
+    The info (read once per process) gives the axes, extent, resolution and fields. A query
+    (bbox, subset on the axes, datetime, properties = variables) is one griddap .nc request,
+    `var[(start):stride:(stop)]` per axis in the grid's order (high to low on a descending
+    axis), strided on lon/lat so that about `max_cells` (option) values come back rather than
+    a refusal; the answer is served as GridCoverage serves a file (CoverageJSON or NetCDF).
+    Without datetime the latest time step is asked (`(last)`; a live grid grows). Options
+    `variables`, `max_cells`, `cache_seconds`, `timeout`; errors as TabledapFeatures'."""
+    protocol = 'griddap'
+
+    def __init__(self, provider_def):
+        from providers.coverage import ALIASES
+        super().__init__(provider_def)
+        self.max_cells = int(self.opts.get('max_cells', 1_000_000))
+        self.grid_axes, self.problem = [], None
+        self.axes = [n for r in 'xyzt' for n in ALIASES[r]]
+        self._coverage_properties = {'width': 0, 'height': 0, 'resx': None, 'resy': None}
+        try:
+            info = self.info()
+            axes = grid_axes(info)
+        except ProviderGenericError as err:      # listed all the same; queries say why
+            self.problem = err
+            return
+        roles = {a.role: a for a in axes if a.role}
+        if 'x' not in roles or 'y' not in roles:
+            self.problem = UpstreamError(user_msg=f'{self.dataset} has no longitude/latitude '
+                                                  'axes')
+            return
+        self.grid_axes, self.roles = axes, roles
+        self.axes = sorted({a.name for a in axes} | {n for r in roles for n in ALIASES[r]})
+        names = [a.name for a in axes]
+        wanted = self.opts.get('variables') or list(info['dims'])
+        self._fields = {v: {'type': 'number',
+                            'title': info['variables'][v].get('long_name', v),
+                            'x-ogc-unit': info['variables'][v].get('units', '')}
+                        for v in wanted if info['dims'].get(v) == names}
+        x, y = roles['x'], roles['y']
+        props = {'width': x.n, 'height': y.n, 'resx': abs(x.step) or None,
+                 'resy': abs(y.step) or None, 'bbox': [x.lo, y.lo, x.hi, y.hi]}
+        if 't' in roles:
+            props['time_range'] = [_epoch_iso(roles['t'].lo), _epoch_iso(roles['t'].hi)]
+        if 'z' in roles:
+            props['uad'] = {'vertical': {'interval': [[roles['z'].lo, roles['z'].hi]],
+                                         'name': roles['z'].name}}
+        self._coverage_properties = props
+
+    def get_fields(self):
+        return self._fields
+
+    def query(self, properties=None, subsets=None, bbox=None, datetime_=None, format_='json',
+              **kwargs):
+        from providers.coverage import NoCells, Unavailable, answer, grid_of
+        if self.problem:
+            raise self.problem
+        names = list(properties or self.fields)
+        body = self._cached(self.request_url(names, subsets, bbox, datetime_), _netcdf_answer)
+        if body is None:
+            raise NoCells(user_msg=f'ERDDAP has no data of {self.dataset} there')
+        with read_nc(body) as ds:
+            try:
+                grid = grid_of(ds)
+            except Unavailable:
+                raise UpstreamError(user_msg='the griddap answer has no longitude/latitude '
+                                             'axes') from None
+            return answer(grid, ds[names], names, format_)
+
+    def request_url(self, names=None, subsets=None, bbox=None, datetime_=None) -> str:
+        """The griddap .nc request of a coverage query."""
+        from providers.coverage import with_bbox_and_datetime
+        names = list(names or self.fields)
+        wanted = with_bbox_and_datetime(self._by_role(subsets or {}), bbox, datetime_,
+                                        self.roles)
+        ranges = [self._range(a, wanted.get(a.role)) for a in self.grid_axes]
+        count = {a.name: a.count(r) for a, r in zip(self.grid_axes, ranges)}
+        x, y = self.roles['x'].name, self.roles['y'].name
+        other = len(names) * int(np.prod([n for k, n in count.items() if k not in (x, y)]))
+        s = _stride(count[x], count[y], other, self.max_cells)
+        strides = [s if a.name in (x, y) else 1 for a in self.grid_axes]
+        return self.server + griddap_request(self.dataset, names, ranges, strides)
+
+    def _by_role(self, subsets: dict) -> dict:
+        from providers.coverage import ALIASES
+        from providers.query import bad
+        wanted = {}
+        for name, values in subsets.items():
+            a = next((a for a in self.grid_axes if name == a.name or
+                      (a.role and name.lower() in ALIASES[a.role])), None)
+            if a is None or a.role is None:
+                raise bad(f'this grid has no axis {name!r}; axes: '
+                          f'{", ".join(a.name for a in self.grid_axes)}')
+            if a.role in wanted:
+                raise bad(f'axis {name!r} is subset twice')
+            if not 1 <= len(values) <= 2:
+                raise bad(f'subset {name} needs one value or low:high')
+            wanted[a.role] = values
+        return wanted
+
+    def _range(self, a: GridAxis, values) -> tuple:
+        """The constraint of one axis: (value,) for one cell, else (start, stop) in the axis'
+        order, clipped to the axis where the ask goes beyond half a cell."""
+        from providers.coverage import NoCells
+        from providers.query import bad, time_range
+        if values is None:
+            return ('last',) if a.role == 't' else (a.text(a.first), a.text(a.last))
+        if a.role == 't':
+            text = values if isinstance(values, str) else '/'.join(
+                str(v).strip('"') for v in values)
+            start, end = time_range(text)
+            nums = [pd.Timestamp(t).timestamp() if t else None for t in (start, end)]
+            nums = nums[:1] if start and start == end else \
+                [a.lo if nums[0] is None else nums[0], a.hi if nums[1] is None else nums[1]]
+        else:
+            try:
+                nums = [float(v) for v in values]
+            except (TypeError, ValueError):
+                raise bad(f'subset {a.name} needs numbers, got {values!r}') from None
+            if any(np.isnan(nums)):
+                raise bad(f'subset {a.name} needs numbers, got {values!r}')
+        half = abs(a.step) / 2 * (1 + 1e-9)
+        lo, hi = nums[0], nums[-1]
+        if lo > hi:
+            raise bad(f'subset {a.name}: low is above high')
+        if hi < a.lo - half or lo > a.hi + half:
+            raise NoCells(user_msg=f'{a.name} {a.text(lo)}..{a.text(hi)} is outside the grid '
+                                   f'({a.text(a.lo)}..{a.text(a.hi)})')
+        if len(nums) == 1:
+            return (a.text(lo),)
+        lo, hi = (a.lo if lo < a.lo - half else lo), (a.hi if hi > a.hi + half else hi)
+        return (a.text(lo), a.text(hi)) if a.first <= a.last else (a.text(hi), a.text(lo))
