@@ -49,6 +49,16 @@ class Server:
     def auth(self, user: str | None) -> dict:
         return {'Authorization': f'Bearer {self.token(user)}'} if user else {}
 
+def config_with(home: Path, resources: str) -> Path:
+    """The project's config with `resources` (YAML text starting "resources:") put first
+    among its collections, written into `home`: for tests serving collections of their own."""
+    text = (REPO / 'pygeoapi-config.yml').read_text()
+    assert text.count('\nresources:\n') == 1
+    cfg = home / 'config.yml'
+    cfg.write_text(text.replace('\nresources:\n', '\n' + resources, 1))
+    return cfg
+
+
 def write_users(home: Path) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     path = home / 'users.yml'

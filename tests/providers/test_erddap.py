@@ -428,17 +428,13 @@ LIVE_BLOCK = """resources:
 
 @pytest.fixture(scope='module')
 def live_server(tmp_path_factory, live_hosts):
-    from serverkit import REPO, free_port
+    from serverkit import config_with, free_port
     home = tmp_path_factory.mktemp('erdlive') / 'home'
     home.mkdir(parents=True)
-    text = (REPO / 'pygeoapi-config.yml').read_text()
-    assert text.count('\nresources:\n') == 1
     block = LIVE_BLOCK.format(
         data=live_hosts['erddap.ifremer.fr'] + 'tabledap/ArgoFloats-reference',
         down=f'http://127.0.0.1:{free_port()}/erddap/tabledap/nothing')
-    cfg = home / 'config.yml'
-    cfg.write_text(text.replace('\nresources:\n', '\n' + block, 1))
-    with start_server(home, config_path=cfg) as s:
+    with start_server(home, config_path=config_with(home, block)) as s:
         yield s
 
 

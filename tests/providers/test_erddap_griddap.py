@@ -26,7 +26,7 @@ import requests
 import xarray as xr
 
 from bdi_samples import BDI_DATA, coverage, values
-from serverkit import REPO, free_port, serve, start_server
+from serverkit import config_with, free_port, serve, start_server
 
 from providers.erddap import GriddapCoverage
 
@@ -174,11 +174,7 @@ def resources(hosts: dict) -> str:
 def server(tmp_path_factory, hosts):
     home = tmp_path_factory.mktemp('griddap') / 'home'
     home.mkdir(parents=True)
-    text = (REPO / 'pygeoapi-config.yml').read_text()
-    assert text.count('\nresources:\n') == 1
-    cfg = home / 'config.yml'
-    cfg.write_text(text.replace('\nresources:\n', '\n' + resources(hosts), 1))
-    with start_server(home, config_path=cfg) as s:
+    with start_server(home, config_path=config_with(home, resources(hosts))) as s:
         yield s
 
 
