@@ -809,8 +809,9 @@ class TabledapFeatures(_LiveDataset):
                 if f['id'] == str(identifier):
                     return f
         raise ProviderItemNotFoundError(
-            msg='not in a held answer', user_msg=f'no item {identifier!r} in the answers held '
-            'here: query the collection first (ERDDAP rows have no identifiers)')
+            msg='not in a held answer', user_msg=f'no item {identifier!r} in the answers this '
+            'server process holds: query the collection first, on the same connection (ERDDAP '
+            'rows have no identifiers)')
 
 
 # --- live griddap (pygeoapi coverage provider) ----------------------------------------------
